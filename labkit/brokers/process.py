@@ -1,0 +1,244 @@
+"""The parent's handle on one broker running in its own process.
+
+``BrokerProcess`` launches :mod:`labkit.brokers.child`, waits (with a
+deadline) for its one-line JSON report, and stops it on ``stop()``, on leaving
+a ``with``/``async with`` block, and at interpreter exit.  Nothing here needs
+an event loop, so the blocking calls work in a script and inside a running
+Jupyter kernel alike; the ``async with`` form runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..errors import BrokerStartError, LabkitTimeout
+from ..net import check_host, check_port_free
+from .base import BrokerOptions, Lifecycle, State
+from .registry import KIND_PROTOCOL, check_kind
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BrokerProcess"]
+
+#: Default deadline for a broker to report ready (s); RabbitMQ needs the most (~4 s here).
+START_TIMEOUT_S = 60.0
+#: Default deadline for a broker process to exit after being asked (s).
+STOP_TIMEOUT_S = 10.0
+
+_live: weakref.WeakSet[BrokerProcess] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    with _live_lock:
+        live = list(_live)
+    for broker in live:
+        broker.stop()
+
+
+class BrokerProcess:
+    """One broker in its own process: ``BrokerProcess("amqtt").start().urls``.
+
+    ``kind`` is one of ``amqtt``, ``mosquitto``, ``rabbitmq``, ``ws``, ``sse``.
+    ``port`` 0 picks a free port.  ``log_dir`` holds ``KIND.log`` and the
+    broker's own logs (a temporary folder by default).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ws_port: int = 0,
+        log_dir: str | os.PathLike[str] | None = None,
+        extra: dict[str, Any] | None = None,
+        start_timeout: float = START_TIMEOUT_S,
+        allow_remote: bool = False,
+    ) -> None:
+        self.kind = check_kind(kind)
+        self.protocol = KIND_PROTOCOL[kind]
+        check_host(host, allow_remote)
+        check_port_free(host, port)
+        if ws_port:
+            check_port_free(host, ws_port)
+        if not start_timeout or start_timeout <= 0:
+            raise errors.ConfigError(f"start_timeout={start_timeout!r} must be a positive number of seconds")
+        self._own_log_dir = log_dir is None
+        self.log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix=f"labkit-{kind}-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.options = BrokerOptions(host=host, port=port, ws_port=ws_port, log_dir=str(self.log_dir),
+                                     extra=dict(extra or {}))
+        self.start_timeout = float(start_timeout)
+        self.lifecycle = Lifecycle(kind)
+        self.urls: dict[str, str] = {}
+        self.version: str | None = None
+        self.native_pid: int | None = None
+        #: Seconds from launch to the broker's ready report.
+        self.start_s: float | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # --- state ---------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self.lifecycle.state
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the broker's child process."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.kind}.log"
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in text[-lines:])
+
+    # --- start ---------------------------------------------------------------
+    def launch(self) -> BrokerProcess:
+        """Start the process without waiting for it (see :meth:`wait_ready`)."""
+        self.lifecycle.to(State.STARTING)
+        cmd = [sys.executable, "-m", "labkit.brokers.child", self.kind,
+               json.dumps(self.options.to_dict()), str(os.getpid())]
+        stderr = open(self.log_dir / f"{self.kind}.stderr.log", "ab")  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                start_new_session=True, close_fds=True,
+            )
+        finally:
+            stderr.close()
+        self._launched = time.perf_counter()
+        with _live_lock:
+            _live.add(self)
+        log.info("launched %s broker (pid %d)", self.kind, self._proc.pid)
+        return self
+
+    def wait_ready(self) -> BrokerProcess:
+        """Wait for the ready report, at most ``start_timeout`` seconds from launch."""
+        assert self._proc is not None and self._proc.stdout is not None
+        deadline = self._launched + self.start_timeout
+        line = b""
+        fd = self._proc.stdout.fileno()
+        while not line.endswith(b"\n"):
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                self._fail(LabkitTimeout(
+                    f"{self.kind} did not report ready within {self.start_timeout:g} s (log: {self.log_path}); "
+                    f"raise start_timeout or read the log. Last lines: {self._log_tail()}"))
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                code = self._proc.wait(timeout=STOP_TIMEOUT_S)
+                self._fail(BrokerStartError(
+                    f"{self.kind} exited with code {code} before it was ready (log: {self.log_path}). "
+                    f"Last lines: {self._log_tail()}"))
+            line += chunk
+        report = json.loads(line)
+        if report.get("state") != "ready":
+            cls = getattr(errors, str(report.get("type")), BrokerStartError)
+            if not (isinstance(cls, type) and issubclass(cls, errors.LabkitError)):
+                cls = BrokerStartError
+            self._fail(cls(f"{report.get('error')} (log: {self.log_path})"))
+        self.urls = dict(report["urls"])
+        self.version = report.get("version")
+        self.native_pid = report.get("native_pid")
+        self.start_s = time.perf_counter() - self._launched
+        self.lifecycle.to(State.READY)
+        log.info("%s ready in %.2f s: %s", self.kind, self.start_s, self.urls)
+        return self
+
+    def _fail(self, exc: errors.LabkitError) -> None:
+        self.lifecycle.to(State.FAILED)
+        self._terminate()
+        self.lifecycle.to(State.STOPPED)
+        with _live_lock:
+            _live.discard(self)
+        raise exc
+
+    def start(self) -> BrokerProcess:
+        """Launch and wait until ready; raises a one-line :class:`~labkit.errors.LabkitError`."""
+        return self.launch().wait_ready()
+
+    # --- stop ----------------------------------------------------------------
+    def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("%s broker (pid %d) did not stop in %g s; killing its group", self.kind, proc.pid,
+                        STOP_TIMEOUT_S)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except (ProcessLookupError, BrokenPipeError):
+            pass
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+    def stop(self) -> None:
+        """Stop the broker and wait for its process to exit (idempotent, bounded)."""
+        if self.state in (State.STOPPED, State.NEW, State.STOPPING):
+            if self.state is State.NEW:
+                self.lifecycle.to(State.STOPPED)
+            return
+        self.lifecycle.to(State.STOPPING)
+        self._terminate()
+        self.lifecycle.to(State.STOPPED)
+        with _live_lock:
+            _live.discard(self)
+        if self._own_log_dir:
+            _remove_tree(self.log_dir)
+
+    # --- context managers ----------------------------------------------------
+    def __enter__(self) -> BrokerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> BrokerProcess:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __repr__(self) -> str:
+        return f"<BrokerProcess {self.kind} {self.state.value} {self.urls or ''}>"
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
