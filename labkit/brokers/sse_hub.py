@@ -1,0 +1,429 @@
+"""The SSE hub: publish over HTTP POST, subscribe with a browser-compatible event stream.
+
+Endpoints (``{topic}``: 1-200 characters of letters, digits and ``-_.~/``):
+
+``GET /sse/{topic}``
+    ``text/event-stream``.  First a ``retry:`` line and a ``: ok`` comment (a
+    client sees bytes at once: the subscription is confirmed), then every event
+    as ``id: N`` + ``data:`` lines, without ``event:``, so a browser's
+    ``onmessage`` receives it.  Ids count 1, 2, 3... per topic.  An idle stream
+    gets a comment every ``heartbeat_s``.  With ``Last-Event-ID: N`` the stream
+    first replays the buffered events after N, then goes live, with no gap
+    and no duplicate.
+``POST /sse/{topic}``
+    The body (UTF-8 text) is one event; the answer is ``{"id": N}``.
+``POST /sse/{topic}`` with ``Content-Type: text/event-stream``
+    The body is itself an event stream, parsed as it arrives; each event is
+    published as soon as it is complete.  The answer, at the end, is
+    ``{"first_id": a, "last_id": b, "count": n}``.
+
+Options (``BrokerOptions.extra``): ``buffer`` (events kept per topic for
+resumption, default 1000), ``heartbeat_s`` (15), ``retry_ms`` (the reconnection
+delay told to clients, 1000), ``max_event_bytes`` (1 MiB), ``subscriber_queue``
+(events a subscriber may fall behind before its stream is closed, 100000),
+``access_log`` (False).
+
+Every answer carries ``Access-Control-Allow-Origin: *`` (and ``OPTIONS``
+answers CORS preflights), so JavaScript on another origin, such as a notebook
+page, can use ``EventSource`` on the hub.  The hub binds loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections import deque
+from typing import Any, ClassVar
+
+import aiohttp
+from aiohttp import web
+
+from ..errors import BrokerStartError, ConfigError, PortInUse
+from ..net import LOOPBACK, check_host
+from ..wire.topics import hub_topic_problem
+from ..wire.sse import Event, EventLog, InvalidUtf8, SseParser, encode_comment, encode_retry
+from .base import BrokerOptions, ServedBroker
+
+__all__ = ["SseHub"]
+
+log = logging.getLogger(__name__)
+
+
+_DEFAULTS: dict[str, Any] = {
+    "buffer": 1000,  # events per topic
+    "heartbeat_s": 15.0,  # s
+    "retry_ms": 1000,  # ms
+    "max_event_bytes": 1 << 20,  # bytes
+    "subscriber_queue": 100_000,  # events
+    "access_log": False,
+}
+_SHUTDOWN_TIMEOUT_S = 0.5
+_PROBE_TIMEOUT_S = 5.0
+_PROBE_TOPIC = "labkit.probe"
+
+
+class _Subscriber:
+    """One open ``GET`` stream: chunks waiting to be written, and a wake-up event."""
+
+    __slots__ = ("topic", "peer", "pending", "wake", "closed", "transport", "limit")
+
+    def __init__(self, topic: str, peer: str, backlog: list[bytes], transport: Any, limit: int) -> None:
+        self.topic = topic
+        self.peer = peer
+        self.pending: deque[bytes] = deque(backlog)
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.transport = transport
+        self.limit = limit
+
+    def push(self, chunk: bytes) -> bool:
+        """Queue ``chunk``; False when the subscriber is already ``limit`` events behind."""
+        if len(self.pending) >= self.limit:
+            return False
+        self.pending.append(chunk)
+        if not self.wake.is_set():
+            self.wake.set()
+        return True
+
+    def close(self, abort: bool = False) -> None:
+        self.closed = True
+        self.wake.set()
+        if abort and self.transport is not None:
+            self.transport.abort()
+
+
+class _Topic:
+    __slots__ = ("name", "log", "subscribers")
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.log = EventLog(size)
+        self.subscribers: set[_Subscriber] = set()
+
+
+def _options(extra: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(extra) - set(_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown SSE hub option(s) {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
+    opts = {**_DEFAULTS, **extra}
+    for name in ("buffer", "max_event_bytes", "subscriber_queue"):
+        value = opts[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"SSE hub option {name}={value!r} must be a whole number >= 1")
+    retry = opts["retry_ms"]
+    if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+        raise ConfigError(f"SSE hub option retry_ms={retry!r} must be a whole number of ms >= 0")
+    beat = opts["heartbeat_s"]
+    if isinstance(beat, bool) or not isinstance(beat, (int, float)) or beat <= 0:
+        raise ConfigError(f"SSE hub option heartbeat_s={beat!r} must be a positive number of seconds")
+    return opts
+
+
+def _bad_request(reason: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=reason + "\n")
+
+
+def _too_large(limit: int, size: int, detail: str = "") -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit,
+        actual_size=size,
+        text=f"event of {size} bytes exceeds max_event_bytes={limit}; split it or raise the hub option{detail}\n",
+    )
+
+
+async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
+    """Let a page from another origin (a notebook's JavaScript) read streams and answers."""
+    response.headers["Access-Control-Allow-Origin"] = "*"
+
+
+def _peer(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+
+def _check_topic(request: web.Request) -> str:
+    topic = request.match_info["topic"]
+    problem = hub_topic_problem(topic)
+    if problem:
+        raise _bad_request(f"{problem} (e.g. /sse/fleet/1/telemetry)")
+    return topic
+
+
+class SseHub(ServedBroker):
+    """An in-memory SSE publish/subscribe hub on :mod:`aiohttp.web`; see the module doc."""
+
+    kind: ClassVar[str] = "sse"
+    protocol: ClassVar[str] = "sse"
+
+    def __init__(self, options: BrokerOptions | None = None) -> None:
+        super().__init__(options)
+        self._opts = _options(dict(self.options.extra))
+        self._topics: dict[str, _Topic] = {}
+        self._ingests: set[asyncio.BaseTransport] = set()
+        self._runner: web.AppRunner | None = None
+        self._stopping = False
+        self.port: int | None = None
+
+    @property
+    def version(self) -> str:
+        return f"labkit sse hub (aiohttp {aiohttp.__version__})"
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> dict[str, str]:
+        """Bind ``options.host:options.port`` (0: a free port), probe, return ``{"sse": url}``."""
+        host = check_host(self.options.host)
+        sock = self._bind(host, self.options.port)
+        app = web.Application(client_max_size=self._opts["max_event_bytes"] + 1)
+        app.router.add_get(r"/sse/{topic:[\s\S]*}", self._handle_get, allow_head=False)
+        app.router.add_post(r"/sse/{topic:[\s\S]*}", self._handle_post)
+        app.router.add_route("OPTIONS", r"/sse/{topic:[\s\S]*}", self._handle_options)
+        app.on_response_prepare.append(_allow_any_origin)
+        self._runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=logging.getLogger("aiohttp.access") if self._opts["access_log"] else None,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+            handler_cancellation=True,
+        )
+        try:
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+            self.port = int(sock.getsockname()[1])
+            await self._probe(host, self.port)
+        except BaseException:
+            await self.stop()
+            sock.close()
+            raise
+        url = f"http://{LOOPBACK if host in ('localhost', LOOPBACK) else host}:{self.port}"
+        log.info("SSE hub ready on %s", url)
+        return {"sse": url}
+
+    @staticmethod
+    def _bind(host: str, port: int) -> socket.socket:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"port={port!r} must be a whole number from 1 to 65535, or 0 to choose a free one")
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"SSE hub: port {port} on {host} is in use; pass port=0 to choose a free one") from None
+            raise BrokerStartError(f"SSE hub: cannot bind {host}:{port} ({exc.strerror})") from None
+        sock.setblocking(False)
+        return sock
+
+    async def _probe(self, host: str, port: int) -> None:
+        """Prove readiness as a subscriber would: GET a stream and see its first ``retry:`` line."""
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(host, port)
+                try:
+                    writer.write(f"GET /sse/{_PROBE_TOPIC} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+                    head = await reader.readuntil(b"retry:")
+                finally:
+                    writer.close()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
+            raise BrokerStartError(
+                f"SSE hub on {host}:{port} did not stream within {_PROBE_TIMEOUT_S} s ({exc!r}); see its log"
+            ) from None
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise BrokerStartError(f"SSE hub probe got {head[:40]!r} instead of HTTP 200")
+
+    async def stop(self) -> None:
+        """End every stream and ingest, close the listener (bounded: about 0.5 s at most)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for topic in self._topics.values():
+            for sub in topic.subscribers:
+                sub.close()
+        for transport in self._ingests:
+            transport.close()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+        self._topics.clear()
+        log.info("SSE hub stopped")
+
+    # ---- publishing ----------------------------------------------------------------
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = _Topic(name, self._opts["buffer"])
+        return topic
+
+    def publish(self, topic: str, data: str) -> int:
+        """Publish ``data`` (text) on ``topic`` from inside the hub's process; return its id."""
+        problem = hub_topic_problem(topic)
+        if problem:
+            raise ConfigError(problem)
+        if "\r" in data:
+            raise ConfigError("data contains '\\r'; SSE lines cannot carry a carriage return, use '\\n'")
+        return self._publish(topic, data)
+
+    def subscribers(self, topic: str | None = None) -> int:
+        """How many streams are open on ``topic`` (or on all topics)."""
+        if topic is not None:
+            state = self._topics.get(topic)
+            return len(state.subscribers) if state is not None else 0
+        return sum(len(state.subscribers) for state in self._topics.values())
+
+    def last_id(self, topic: str) -> int:
+        """The id of the latest event on ``topic`` (0 before the first)."""
+        state = self._topics.get(topic)
+        return state.log.last_id if state is not None else 0
+
+    def _publish(self, topic: str, data: str) -> int:
+        """Assign the next id, buffer, fan out.  Synchronous: no other publish or subscribe can interleave."""
+        state = self._topic(topic)
+        event_id, chunk = state.log.append(data)
+        overflowed = [sub for sub in state.subscribers if not sub.push(chunk)]
+        for sub in overflowed:
+            state.subscribers.discard(sub)
+            log.warning(
+                "SSE subscriber %s on %r fell %d events behind; closed its stream (it can resume with Last-Event-ID)",
+                sub.peer, topic, sub.limit,
+            )
+            sub.close(abort=True)
+        return event_id
+
+    def disconnect_subscribers(self, topic: str | None = None) -> int:
+        """Cut the TCP connection of every subscriber (of ``topic``, or all): a simulated network drop.
+
+        Clients that behave like ``EventSource`` reconnect with ``Last-Event-ID``.
+        Returns how many streams were cut.
+        """
+        count = 0
+        for state in list(self._topics.values()):
+            if topic is not None and state.name != topic:
+                continue
+            for sub in list(state.subscribers):
+                state.subscribers.discard(sub)
+                sub.close(abort=True)
+                count += 1
+        return count
+
+    async def _handle_post(self, request: web.Request) -> web.StreamResponse:
+        topic = _check_topic(request)
+        if self._stopping:
+            raise web.HTTPServiceUnavailable(text="SSE hub is stopping\n")
+        if request.content_type == "text/event-stream":
+            return await self._ingest(request, topic)
+        limit = self._opts["max_event_bytes"]
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(limit, request.content_length)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(limit, limit + 1) from None  # chunked body without a length
+        try:
+            data = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _bad_request(
+                f"body is not UTF-8 (byte {exc.start}); SSE carries text, encode binary as base64"
+            ) from None
+        if "\r" in data:
+            raise _bad_request("body contains a carriage return (\\r); SSE lines cannot carry one, use \\n")
+        return web.json_response({"id": self._publish(topic, data)})
+
+    async def _ingest(self, request: web.Request, topic: str) -> web.StreamResponse:
+        """A POST whose body is an event stream: publish each event as soon as it is parsed."""
+        parser = SseParser(strict=True)
+        limit = self._opts["max_event_bytes"]
+        first_id: int | None = None
+        last_id: int | None = None
+        count = 0
+        transport = request.transport
+        if transport is not None:
+            self._ingests.add(transport)
+
+        def done_so_far() -> str:
+            return f"{count} events before it were published" + (f" (ids {first_id}-{last_id})" if count else "")
+
+        try:
+            async for chunk in request.content.iter_any():
+                bad: InvalidUtf8 | None = None
+                try:
+                    events = parser.feed(chunk)
+                except InvalidUtf8 as exc:
+                    bad, events = exc, exc.events
+                for event in events:
+                    if not isinstance(event, Event):
+                        continue
+                    if len(event.data) * 4 > limit and len(event.data.encode("utf-8")) > limit:
+                        raise _too_large(limit, len(event.data.encode("utf-8")), f"; {done_so_far()}")
+                    last_id = self._publish(topic, event.data)
+                    if first_id is None:
+                        first_id = last_id
+                    count += 1
+                if bad is not None:
+                    raise _bad_request(f"{bad}; SSE carries text, encode binary as base64; {done_so_far()}")
+                if parser.buffered_bytes > limit + 64:  # the slack covers an unfinished "data: " prefix
+                    raise _too_large(limit, parser.buffered_bytes, f"; {done_so_far()}")
+        finally:
+            self._ingests.discard(transport)
+        if parser.buffered_bytes:
+            log.info("SSE ingest on %r ended inside an event (no blank line after it); it was dropped", topic)
+        return web.json_response({"first_id": first_id, "last_id": last_id, "count": count})
+
+    async def _handle_options(self, request: web.Request) -> web.Response:
+        """CORS preflight: a browser asks before a POST of text/event-stream or a Last-Event-ID."""
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID, Cache-Control",
+            "Access-Control-Max-Age": "600",
+        })
+
+    # ---- subscribing -------------------------------------------------------------------
+
+    async def _handle_get(self, request: web.Request) -> web.StreamResponse:
+        topic = _check_topic(request)
+        if self._stopping:
+            raise web.HTTPServiceUnavailable(text="SSE hub is stopping\n")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        peer = _peer(request)
+        state = self._topic(topic)
+        # Backlog and registration happen together, with no await between them, so an
+        # event published meanwhile is either in the backlog or queued live, never both.
+        backlog = state.log.replay(request.headers.get("Last-Event-ID"))
+        sub = _Subscriber(topic, peer, backlog, request.transport, self._opts["subscriber_queue"])
+        state.subscribers.add(sub)
+        log.debug("SSE subscriber %s on %r (Last-Event-ID %s)", peer, topic, request.headers.get("Last-Event-ID"))
+        try:
+            await response.write(encode_retry(self._opts["retry_ms"]) + encode_comment("ok"))
+            await self._pump(sub, response)
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            log.debug("SSE subscriber %s on %r went away: %r", peer, topic, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            state.subscribers.discard(sub)
+            if not state.subscribers and not state.log and self._topics.get(topic) is state:
+                del self._topics[topic]
+        return response
+
+    async def _pump(self, sub: _Subscriber, response: web.StreamResponse) -> None:
+        """Write what the subscriber has pending, in batches; a comment when idle for ``heartbeat_s``."""
+        beat = float(self._opts["heartbeat_s"])
+        pending = sub.pending
+        while not sub.closed:
+            if pending:
+                batch = pending.popleft() if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                await response.write(batch)
+                continue
+            sub.wake.clear()
+            try:
+                async with asyncio.timeout(beat):
+                    await sub.wake.wait()
+            except TimeoutError:
+                await response.write(b": heartbeat\n")

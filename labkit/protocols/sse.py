@@ -1,0 +1,431 @@
+"""SSE client for labkit's SSE hub: publish with HTTP POST, subscribe like a browser's EventSource.
+
+Two ways to publish (option ``ingest``):
+
+* ``"post"`` (default): one ``POST /sse/{topic}`` per message.  ``publish()``
+  starts the request and returns an :class:`Ack` that completes with the hub's
+  ``{"id": N}``.  Simple and what a web page does, but every message pays a
+  whole HTTP request (a few thousand msgs/s at most here).  With
+  ``max_inflight`` above 1, requests travel on several connections and may
+  reach the hub out of order.
+* ``"stream"``: one long chunked ``POST`` per topic whose body is itself an
+  event stream; ``publish()`` queues the encoded event for that writer and
+  returns a completed Ack.  Order is kept and the HTTP cost is paid once.
+
+``subscribe()`` reads ``GET /sse/{topic}`` and, like ``EventSource``,
+reconnects after the server's ``retry:`` delay with ``Last-Event-ID`` when
+the connection drops, so the hub replays what was missed.
+
+aiohttp sets TCP_NODELAY on every connection; proxy settings from the
+environment are ignored (``trust_env=False``): the hub is on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+from yarl import URL
+
+from ..errors import ConfigError, ConnectError, LabkitError, LabkitTimeout, ProtocolError
+from ..wire.topics import hub_topic_problem
+from ..wire.sse import Event, SseParser, encode_event
+from .base import DEFAULT_TIMEOUT_S, Ack, Client, Message, Subscription
+
+__all__ = ["SseClient"]
+
+log = logging.getLogger(__name__)
+
+#: Reconnection delay before the hub has sent a ``retry:`` line (ms), as browsers use.
+DEFAULT_RETRY_MS = 3000
+#: Connections a "post" client uses for its requests at most.
+POST_CONNECTIONS = 32
+#: Encoded events a "stream" publisher may queue before publish() waits for the writer.
+STREAM_QUEUE_EVENTS = 10_000
+
+_INGESTS = ("post", "stream")
+
+
+def _payload_text(payload: bytes) -> str:
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise ConfigError(f"payload must be bytes, not {type(payload).__name__}; encode text with .encode()")
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"payload is not UTF-8 (byte {exc.start}); SSE carries text: encode binary data, e.g. with base64"
+        ) from None
+    if "\r" in text:
+        raise ConfigError("payload contains '\\r'; SSE lines cannot carry a carriage return: use '\\n' or base64")
+    return text
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return exc.os_error.strerror or str(exc.os_error)
+    return "stream ended" if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+def _map_error(exc: BaseException, what: str) -> LabkitError:
+    if isinstance(exc, LabkitError):
+        return exc
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(f"{what}: cannot connect ({_describe(exc)}); is the SSE hub running?")
+    if isinstance(exc, TimeoutError):
+        return LabkitTimeout(f"{what}: no answer in time; is the SSE hub overloaded or gone?")
+    return ConnectError(f"{what}: connection failed ({_describe(exc)}); is the SSE hub running?")
+
+
+def _mark_retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class _Ingest:
+    """The state of one long streamed POST (``ingest="stream"``)."""
+
+    __slots__ = ("pending", "wake", "drained", "closing", "task", "error", "result")
+
+    def __init__(self) -> None:
+        self.pending: deque[bytes] = deque()
+        self.wake = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.closing = False
+        self.task: asyncio.Task[None] | None = None
+        self.error: LabkitError | None = None
+        self.result: dict[str, Any] | None = None
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while True:
+            if self.pending:
+                batch = b"".join(self.pending)
+                self.pending.clear()
+                self.drained.set()
+                yield batch
+                continue
+            if self.closing:
+                return
+            self.wake.clear()
+            await self.wake.wait()  # bounded by close(), which sets closing and wakes us
+
+
+class SseClient(Client):
+    """Publish and subscribe on an SSE hub at ``url`` (``http://127.0.0.1:PORT``, no path).
+
+    ``ingest`` is ``"post"`` or ``"stream"`` (see the module doc).
+    ``reconnect_timeout`` (s) bounds how long a subscription keeps
+    reconnecting without success before it fails with :class:`ConnectError`.
+    """
+
+    protocol: ClassVar[str] = "sse"
+    implementation: ClassVar[str] = "post"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ingest: str = "post",
+        max_inflight: int = 0,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        prefix: str = "",
+        reconnect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(url, max_inflight=max_inflight, timeout=timeout, prefix=prefix)
+        if ingest not in _INGESTS:
+            raise ConfigError(f"ingest={ingest!r} must be 'post' (one request per message) or 'stream'")
+        if not isinstance(reconnect_timeout, (int, float)) or reconnect_timeout <= 0:
+            raise ConfigError(f"reconnect_timeout={reconnect_timeout!r} must be a positive number of seconds")
+        parsed = URL(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host or parsed.path not in ("", "/"):
+            raise ConfigError(
+                f"url={url!r} must be the hub's bare http://127.0.0.1:PORT; the client adds /sse/{{topic}}"
+            )
+        self._base = str(parsed.with_path("")).rstrip("/")
+        self.implementation = ingest  # type: ignore[misc]  # per instance: "post" or "stream"
+        self.reconnect_timeout = float(reconnect_timeout)
+        #: How many times subscriptions reconnected after a dropped stream.
+        self.reconnects = 0
+        #: The hub's final answer of each streamed POST, by wire topic (``ingest="stream"``).
+        self.ingest_results: dict[str, dict[str, Any]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._sub_session: aiohttp.ClientSession | None = None
+        self._posts: set[asyncio.Task[None]] = set()
+        self._ingests: dict[str, _Ingest] = {}
+        self._subs: dict[Subscription, asyncio.Task[None]] = {}
+        self._failed_posts = 0
+        self._closed = False
+
+    # ---- connection ------------------------------------------------------------------
+
+    def _url(self, topic: str) -> tuple[str, str]:
+        """(wire topic, URL) for an application topic."""
+        if not isinstance(topic, str):
+            raise ConfigError(f"topic={topic!r} must be a string such as 'fleet/1/telemetry'")
+        wire = self.wire_topic(topic)
+        problem = hub_topic_problem(wire)
+        if problem:
+            raise ConfigError(problem)
+        return wire, f"{self._base}/sse/{wire}"
+
+    def _require(self) -> aiohttp.ClientSession:
+        if self._session is None or self._closed:
+            raise ProtocolError(f"{self!r} is not connected; await client.connect() first (or use async with)")
+        return self._session
+
+    async def connect(self) -> None:
+        """Open the HTTP connection pool and check the hub answers HTTP, within ``timeout``."""
+        if self._closed:
+            raise ProtocolError(f"{self!r} was closed; make a new client")
+        if self._session is not None:
+            return
+        started = time.perf_counter()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=POST_CONNECTIONS), trust_env=False, timeout=timeout
+        )
+        self._sub_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), trust_env=False, timeout=timeout
+        )
+        try:
+            # Any HTTP answer proves the hub is there (an empty topic gets its 400) and warms the pool.
+            async with self._session.get(
+                f"{self._base}/sse/", timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self.close()
+            raise _map_error(exc, f"SSE hub {self._base}") from None
+        self.connect_ms = (time.perf_counter() - started) * 1000.0
+        log.debug("connected to SSE hub %s in %.2f ms", self._base, self.connect_ms)
+
+    async def close(self) -> None:
+        """Finish streamed POSTs, end subscriptions and pending POSTs, close the pools (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for wire, ingest in list(self._ingests.items()):
+            await self._finish_ingest(wire, ingest)
+        for sub in list(self._subs):
+            await sub.close()
+        if self._posts:
+            await asyncio.wait(self._posts, timeout=self.timeout)
+            for task in self._posts:
+                task.cancel()
+            if self._posts:
+                await asyncio.wait(self._posts, timeout=self.timeout)
+        for session in (self._session, self._sub_session):
+            if session is not None:
+                await session.close()
+        if self._failed_posts:
+            log.warning("%d POSTs to %s failed in all", self._failed_posts, self._base)
+
+    # ---- publishing ----------------------------------------------------------------------
+
+    async def publish(self, topic: str, payload: bytes, **options: Any) -> Ack:
+        """Publish ``payload`` (UTF-8 text without '\\r') as one event on ``topic``."""
+        session = self._require()
+        text = _payload_text(payload)
+        wire, url = self._url(topic)
+        if self.implementation == "stream":
+            return await self._publish_stream(session, wire, url, text)
+        await self.window.acquire(self.timeout)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_mark_retrieved)  # failures are logged and counted; awaiting is optional
+        ack = Ack(future, time.monotonic_ns())
+        task = asyncio.create_task(self._post(session, wire, url, text.encode("utf-8"), ack))
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+        await asyncio.sleep(0)  # let the request start: its bytes are usually written by now
+        return ack
+
+    async def _post(self, session: aiohttp.ClientSession, wire: str, url: str, body: bytes, ack: Ack) -> None:
+        what = f"POST /sse/{wire}"
+        try:
+            async with session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "text/plain; charset=utf-8"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as resp:
+                answer = await resp.text()
+                if resp.status != 200:
+                    raise ProtocolError(f"{what}: the SSE hub answered {resp.status}: {answer.strip()}")
+            ack._resolve()
+        except asyncio.CancelledError:
+            ack._resolve(ConnectError(f"{what}: the client closed before the hub answered"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped onto labkit's errors at this one seam
+            error = _map_error(exc, what)
+            self._failed_posts += 1
+            if self._failed_posts == 1:
+                log.warning("%s (later failures are counted, not logged)", error)
+            ack._resolve(error)
+        finally:
+            self.window.release()
+
+    async def _publish_stream(self, session: aiohttp.ClientSession, wire: str, url: str, text: str) -> Ack:
+        ingest = self._ingests.get(wire)
+        if ingest is None:
+            ingest = self._ingests[wire] = _Ingest()
+            ingest.task = asyncio.create_task(self._run_ingest(session, wire, url, ingest))
+        if ingest.error is not None:
+            raise ingest.error
+        if len(ingest.pending) >= STREAM_QUEUE_EVENTS:
+            ingest.drained.clear()
+            try:
+                await asyncio.wait_for(ingest.drained.wait(), self.timeout)
+            except TimeoutError:
+                raise LabkitTimeout(
+                    f"POST stream /sse/{wire}: {STREAM_QUEUE_EVENTS} events waited {self.timeout} s for the hub"
+                ) from None
+            if ingest.error is not None:
+                raise ingest.error
+        sent_ns = time.monotonic_ns()
+        ingest.pending.append(encode_event(text))
+        if not ingest.wake.is_set():
+            ingest.wake.set()
+        return Ack.done(sent_ns)
+
+    async def _run_ingest(self, session: aiohttp.ClientSession, wire: str, url: str, ingest: _Ingest) -> None:
+        what = f"POST stream /sse/{wire}"
+        try:
+            async with session.post(
+                url,
+                data=ingest.body(),
+                headers={"Content-Type": "text/event-stream"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+            ) as resp:
+                if resp.status != 200:
+                    answer = await resp.text()
+                    raise ProtocolError(f"{what}: the SSE hub answered {resp.status}: {answer.strip()}")
+                ingest.result = await resp.json()
+                self.ingest_results[wire] = ingest.result
+                log.debug("%s ended: %s", what, ingest.result)
+        except asyncio.CancelledError:
+            ingest.error = ConnectError(f"{what}: the client closed the stream")
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped onto labkit's errors at this one seam
+            ingest.error = _map_error(exc, what)
+            log.warning("%s", ingest.error)
+        finally:
+            ingest.drained.set()
+            if ingest.error is None and not ingest.closing:
+                ingest.error = ProtocolError(f"{what}: the hub ended the stream early")
+            if ingest.pending:
+                log.warning("%s: %d queued events were never sent", what, len(ingest.pending))
+
+    async def _finish_ingest(self, wire: str, ingest: _Ingest) -> None:
+        ingest.closing = True
+        ingest.wake.set()
+        task = ingest.task
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        if not done:
+            log.warning("POST stream /sse/%s did not finish within %s s; cancelled", wire, self.timeout)
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.timeout)
+
+    # ---- subscribing ---------------------------------------------------------------------
+
+    async def subscribe(
+        self, topic: str, last_event_id: int | str | None = None, idle_timeout: float | None = 60.0, **options: Any
+    ) -> Subscription:
+        """Open ``GET /sse/{topic}``; return once the stream's first bytes arrived (within ``timeout``).
+
+        ``last_event_id`` resumes after that event id (the hub replays what it
+        still buffers).  ``idle_timeout`` (s) is how long iteration waits for a message.
+        """
+        self._require()
+        wire, url = self._url(topic)
+        sub = Subscription(topic, closer=self._close_subscription, idle_timeout=idle_timeout)
+        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._stream(sub, wire, url, last_event_id, first))
+        self._subs[sub] = task
+        try:
+            await asyncio.wait_for(asyncio.shield(first), self.timeout)
+        except BaseException as exc:
+            self._subs.pop(sub, None)
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.timeout)
+            if isinstance(exc, TimeoutError):
+                raise LabkitTimeout(f"GET /sse/{wire}: the SSE hub sent nothing within {self.timeout} s") from None
+            raise
+        return sub
+
+    async def _close_subscription(self, sub: Subscription) -> None:
+        task = self._subs.pop(sub, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.timeout)
+
+    async def _stream(
+        self, sub: Subscription, wire: str, url: str, last_event_id: int | str | None, first: asyncio.Future[None]
+    ) -> None:
+        """Read the stream; on a drop, reconnect like EventSource until ``reconnect_timeout`` runs out."""
+        assert self._sub_session is not None
+        what = f"GET /sse/{wire}"
+        parser = SseParser()
+        if last_event_id is not None:
+            parser.last_event_id = str(last_event_id)
+        down_since: float | None = None
+        while True:
+            headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+            if parser.last_event_id:
+                headers["Last-Event-ID"] = parser.last_event_id
+            parser.reset_stream()
+            cause: BaseException | None = None
+            try:
+                async with self._sub_session.get(
+                    url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout)
+                ) as resp:
+                    kind = resp.headers.get("Content-Type", "")
+                    if resp.status != 200 or not kind.startswith("text/event-stream"):
+                        # EventSource gives up on such an answer instead of retrying.
+                        answer = (await resp.text())[:200].strip()
+                        error = ProtocolError(f"{what}: the SSE hub answered {resp.status} {kind!r}: {answer}")
+                        if not first.done():
+                            first.set_exception(error)
+                        else:
+                            sub._fail(error)
+                        return
+                    async for chunk in resp.content.iter_any():
+                        if not first.done():
+                            first.set_result(None)
+                        down_since = None
+                        events = parser.feed(chunk)
+                        if events:
+                            self._deliver(sub, events)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                cause = exc
+            if not first.done():
+                first.set_exception(_map_error(cause or ConnectionError("stream ended at once"), what))
+                return
+            now = time.monotonic()
+            down_since = now if down_since is None else down_since
+            left = self.reconnect_timeout - (now - down_since)
+            if left <= 0:
+                sub._fail(ConnectError(
+                    f"{what}: no stream for {self.reconnect_timeout} s after the connection dropped "
+                    f"(last: {_describe(cause)}); is the SSE hub still running?"
+                ))
+                return
+            self.reconnects += 1
+            delay_s = (parser.retry_ms if parser.retry_ms is not None else DEFAULT_RETRY_MS) / 1000.0
+            log.debug("%s dropped (%r); reconnecting in %.3f s with Last-Event-ID %s",
+                      what, cause, delay_s, parser.last_event_id)
+            await asyncio.sleep(min(delay_s, left))  # the protocol's own reconnection delay
+
+    def _deliver(self, sub: Subscription, events: list[Any]) -> None:
+        received_ns = time.monotonic_ns()
+        for event in events:
+            if isinstance(event, Event):
+                message = Message(sub.topic, event.data.encode("utf-8"), received_ns, id=event.id)
+                if event.event != "message":
+                    message.properties["event"] = event.event
+                sub._deliver(message)
