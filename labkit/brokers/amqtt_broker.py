@@ -1,0 +1,208 @@
+"""amqtt 0.12.1, the pure-Python MQTT 3.1.1 broker, in the current event loop.
+
+Two listeners: MQTT over TCP on ``options.port`` and MQTT over WebSockets on
+``options.ws_port`` (0 = a free port, read back from the bound socket).
+amqtt's WebSocket server answers on any path; labkit advertises ``/mqtt``.
+
+Where amqtt departs from the MQTT 3.1.1 standard, :class:`ConformingBroker`
+corrects it in a few small overrides; docs/mqtt-conformance.md describes each
+case (what the standard says, what amqtt does, the fix, the test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from contextvars import ContextVar
+from importlib.metadata import version as package_version
+from typing import Any
+
+from amqtt.broker import Broker
+
+from ..errors import BrokerStartError
+from ..net import LOOPBACK, check_host
+from ..wire.mqtt import SUBACK_FAILURE
+from .base import ServedBroker
+from .mosquitto import probe_mqtt
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AmqttBroker", "ConformingBroker", "WS_PATH"]
+
+#: The path labkit puts in MQTT-over-WebSocket URLs (amqtt itself accepts any path).
+WS_PATH = "/mqtt"
+#: Longest amqtt may take to answer, and to stop (s).
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+#: The QoS of the PUBLISH amqtt is distributing, seen by the task that handles its sender.
+_PUBLISHED_QOS: ContextVar[int | None] = ContextVar("labkit_amqtt_published_qos", default=None)
+
+
+class _CappedBroadcast(dict):  # type: ignore[type-arg]
+    """amqtt's broadcast record, answering ``get("qos", granted)`` with min(published, granted)."""
+
+    def __init__(self, cap: int, **items: Any) -> None:
+        super().__init__(**items)
+        self.cap = cap
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "qos":
+            return self.cap if default is None else min(self.cap, default)
+        return super().get(key, default)
+
+
+class ConformingBroker(Broker):  # type: ignore[misc]
+    """amqtt's Broker with six corrections (docs/mqtt-conformance.md, deviations A-F)."""
+
+    async def _handle_message_delivery(self, client_session: Any, handler: Any, wait_deliver: Any) -> bool:
+        message = wait_deliver.result()
+        if message is not None and message.topic and message.topic.startswith("$"):
+            # F: amqtt would acknowledge this PUBLISH, then stop handling the client's messages while keeping
+            # the connection open. Refuse it alone, acknowledged, as [MQTT-3.3.5-2] allows.
+            log.warning("%s published to %r; topics starting with '$' are the broker's", client_session.client_id,
+                        message.topic)
+            return True
+        # A: remember the QoS the message was published with while amqtt distributes it.
+        token = _PUBLISHED_QOS.set(None if message is None else message.qos)
+        try:
+            return bool(await super()._handle_message_delivery(client_session, handler, wait_deliver))
+        finally:
+            _PUBLISHED_QOS.reset(token)
+
+    async def _broadcast_message(self, session: Any, topic: Any, data: Any, force_qos: int | None = None) -> None:
+        # A: deliver at min(published QoS, granted QoS) [MQTT-3.8.4-6]; a will's QoS is its published QoS.
+        cap = force_qos if force_qos is not None else _PUBLISHED_QOS.get()
+        if cap is None:
+            await super()._broadcast_message(session, topic, data, force_qos)
+            return
+        await self._broadcast_queue.put(_CappedBroadcast(cap, session=session, topic=topic, data=data))
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Any) -> int:
+        # B: a repeated SUBSCRIBE on the same filter replaces the old subscription's QoS [MQTT-3.8.4-3].
+        granted = int(await super().add_subscription(subscription, session))
+        if granted != SUBACK_FAILURE:
+            entries = self._subscriptions.get(subscription[0], [])
+            for index, (other, _qos) in enumerate(entries):
+                if other.client_id == session.client_id:
+                    entries[index] = (other, granted)
+        return granted
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
+        # C: retained messages only for the session's own filter [MQTT-3.3.1-6], at min(stored, granted) QoS.
+        topic_filter, qos = subscription
+        if not any(s.client_id == session.client_id for s, _ in self._subscriptions.get(topic_filter, [])):
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        sends = [
+            asyncio.ensure_future(handler.mqtt_publish(
+                message.topic, message.data, qos if message.qos is None else min(qos, message.qos), retain=True))
+            for topic, message in list(self._retained_messages.items())
+            if self._matches(topic, topic_filter)
+        ]
+        if sends:
+            await asyncio.wait(sends)
+
+    async def _publish_session_retained_messages(self, session: Any) -> None:
+        # E: messages stored for a disconnected session match an established subscription, so they go out
+        # with RETAIN 0 [MQTT-3.3.1-9]; amqtt sent them with RETAIN 1.
+        handler = self._get_handler(session)
+        sends = []
+        while handler is not None and not session.retained_messages.empty():
+            stored = session.retained_messages.get_nowait()
+            sends.append(asyncio.ensure_future(handler.mqtt_publish(stored.topic, stored.data, stored.qos, retain=False)))
+        if sends:
+            await asyncio.wait(sends)
+
+    async def _authenticate(self, session: Any, listener: Any) -> bool:
+        # D: amqtt neither stores messages for, nor keeps, the session of an "anonymous" client, even with
+        # clean_session=0 [MQTT-3.1.2-4, MQTT-3.1.2-5]. The lab has no accounts: treat every client as known.
+        accepted = bool(await super()._authenticate(session, listener))
+        session.is_anonymous = False
+        return accepted
+
+
+class AmqttBroker(ServedBroker):
+    """amqtt in this process: ``mqtt://127.0.0.1:P`` and ``ws://127.0.0.1:Q/mqtt``."""
+
+    kind = "amqtt"
+    protocol = "mqtt"
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self._broker: ConformingBroker | None = None
+        self._started = False
+        self._log_handler: logging.Handler | None = None
+        self._propagate = True
+
+    @property
+    def version(self) -> str:
+        return f"amqtt {package_version('amqtt')}"
+
+    def _config(self) -> dict[str, Any]:
+        check_host(self.options.host)
+        host = LOOPBACK  # the URLs say 127.0.0.1, so that is what is bound
+        return {
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"{host}:{self.options.port}"},
+                "ws": {"type": "ws", "bind": f"{host}:{self.options.ws_port}"},
+            },
+            # Anonymous access only (the lab binds to loopback); no $SYS publisher, no packet logger.
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+
+    def _attach_log(self) -> None:
+        """Send amqtt's log records to ``log_dir/amqtt.log`` only (not also up to the root logger)."""
+        if not self.options.log_dir:
+            return
+        os.makedirs(self.options.log_dir, exist_ok=True)
+        handler = logging.FileHandler(os.path.join(self.options.log_dir, "amqtt.log"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        amqtt_log = logging.getLogger("amqtt")
+        amqtt_log.addHandler(handler)
+        quiet = logging.getLogger("transitions")  # amqtt's state machines log every session step at INFO
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
+        self._propagate, amqtt_log.propagate = amqtt_log.propagate, False
+        self._log_handler = handler
+
+    async def start(self) -> dict[str, str]:
+        """Bind both listeners, prove readiness with CONNECT/CONNACK, return ``mqtt`` and ``mqtt_ws`` URLs."""
+        config = self._config()
+        self._attach_log()
+        broker = self._broker = ConformingBroker(config)
+        try:
+            await broker.start()
+        except Exception as exc:
+            for server in broker._servers.values():  # a listener that did bind before the other failed
+                await server.close_instance()
+            self._broker = None
+            binds = f"{config['listeners']['default']['bind']} and {config['listeners']['ws']['bind']}"
+            raise BrokerStartError(
+                f"amqtt could not listen on {binds} ({exc.__cause__ or exc}); pass port=0 and ws_port=0"
+            ) from exc
+        self._started = True
+        port = broker._servers["default"].instance.sockets[0].getsockname()[1]
+        ws_port = broker._servers["ws"].instance.sockets[0].getsockname()[1]
+        await probe_mqtt(LOOPBACK, port, START_TIMEOUT_S)
+        await probe_mqtt(LOOPBACK, ws_port, START_TIMEOUT_S, path=WS_PATH)
+        log.info("amqtt ready on %d (tcp) and %d (websockets)", port, ws_port)
+        return {"mqtt": f"mqtt://{LOOPBACK}:{port}", "mqtt_ws": f"ws://{LOOPBACK}:{ws_port}{WS_PATH}"}
+
+    async def stop(self) -> None:
+        """Shut amqtt down (closing every client connection); idempotent."""
+        broker, self._broker = self._broker, None
+        try:
+            if broker is not None and self._started:
+                self._started = False
+                await asyncio.wait_for(broker.shutdown(), STOP_TIMEOUT_S)
+        finally:
+            if self._log_handler is not None:
+                amqtt_log = logging.getLogger("amqtt")
+                amqtt_log.removeHandler(self._log_handler)
+                amqtt_log.propagate = self._propagate
+                self._log_handler.close()
+                self._log_handler = None
