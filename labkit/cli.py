@@ -33,10 +33,15 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _wait_for_signal(lab: Any) -> int:
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (installed before anything starts, so no signal is missed)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait_for_signal(lab: Any, stop: threading.Event) -> int:
     while not stop.wait(0.5):
         for p, broker in lab.brokers.items():
             proc = getattr(broker, "_proc", None)
@@ -50,6 +55,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from .lab import URL_KEYS, Lab
 
     lab = Lab(args.protocols, mqtt=args.mqtt_broker, missing="skip", start_timeout=args.start_timeout)
+    stop = _stop_on_signals()
     try:
         lab.start()
         for p, why in lab.skipped.items():
@@ -61,7 +67,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(_table(lab.describe(), ["protocol", "broker", "state", "url", "version", "start_s"]))
             print("\nPress Ctrl-C to stop.")
         sys.stdout.flush()
-        code = _wait_for_signal(lab)
+        code = _wait_for_signal(lab, stop)
     finally:
         lab.close()
     return code

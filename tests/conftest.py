@@ -6,24 +6,13 @@ In CI (``CI=true``) a broker that cannot run is a failure, never a skip:
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 
-from labkit.brokers.registry import served_class
 from labkit.lab import Lab
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_broker(kind: str) -> None:
-    """Skip (locally) or fail (in CI) when broker ``kind`` cannot run on this machine."""
-    reason = served_class(kind).unavailable_reason()
-    if reason:
-        if IN_CI:
-            pytest.fail(f"{kind} is required in CI: {reason}")
-        pytest.skip(f"{kind} cannot run here: {reason}")
+from .support import require_broker
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,13 @@ import signal
 import socket
 import time
 
-import psutil
 import pytest
 
 from labkit.brokers.base import Lifecycle, State
 from labkit.brokers.process import BrokerProcess
 from labkit.errors import BrokerError, BrokerStartError, ConfigError, PortInUse
+
+from .support import gone
 
 
 def test_lifecycle_follows_the_table():
@@ -27,19 +28,6 @@ def test_lifecycle_follows_the_table():
     failed.to(State.FAILED)
     with pytest.raises(BrokerError):
         failed.to(State.READY)
-
-
-def gone(pid: int, timeout: float = 15.0) -> bool:
-    """True once ``pid`` no longer runs (a zombie counts as gone), polling up to ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.integration

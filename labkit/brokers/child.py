@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     kind, options = args[0], BrokerOptions.from_dict(json.loads(args[1]))
     parent = int(args[2]) if len(args) > 2 else os.getppid()
+    owns_log_dir = len(args) > 3 and args[3] == "own-log-dir"
     log_dir = Path(options.log_dir or ".")
     log_file = log_dir / f"{kind}.log"
     logging.basicConfig(
@@ -118,9 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     try:
-        return asyncio.run(_main(kind, options, out, parent))
+        code = asyncio.run(_main(kind, options, out, parent))
     finally:
         os.close(out)
+    if code == 0 and owns_log_dir:
+        # A clean stop: the temporary log folder goes with us (a parent killed with -9 cannot tidy up).
+        logging.shutdown()
+        shutil.rmtree(log_dir, ignore_errors=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -105,6 +105,11 @@ class BrokerProcess:
         return self._proc.pid if self._proc else None
 
     @property
+    def url(self) -> str | None:
+        """The broker's main URL (its protocol's key in :attr:`urls`), once ready."""
+        return self.urls.get(self.protocol)
+
+    @property
     def log_path(self) -> Path:
         return self.log_dir / f"{self.kind}.log"
 
@@ -120,7 +125,8 @@ class BrokerProcess:
         """Start the process without waiting for it (see :meth:`wait_ready`)."""
         self.lifecycle.to(State.STARTING)
         cmd = [sys.executable, "-m", "labkit.brokers.child", self.kind,
-               json.dumps(self.options.to_dict()), str(os.getpid())]
+               json.dumps(self.options.to_dict()), str(os.getpid()),
+               "own-log-dir" if self._own_log_dir else "keep-log-dir"]
         stderr = open(self.log_dir / f"{self.kind}.stderr.log", "ab")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
