@@ -1,0 +1,488 @@
+"""``Result``: what one or more measured runs leave behind, tidy and saveable.
+
+* ``messages``: one row per (message, subscriber); a lost one has
+  ``delivered=False`` and ``t_received_ns`` missing.  Options are columns
+  (``opt_qos``...).  On huge runs the rows may be sampled; ``meta["rows_sampled"]``
+  then says so and charts read the histograms instead.
+* ``summary``: one row per run (counts, rates in msgs/s, percentiles in ms...).
+* ``histograms``: run_id -> ``Histogram`` of latency from the intended send time (ns).
+* ``meta``: JSON-safe facts: versions, host, seed, parameters, mode.
+
+``save("runs/mqtt.csv.gz")`` writes the rows (``.csv``, ``.csv.gz`` or
+``.parquet``), ``mqtt.summary.csv`` and ``mqtt.json`` (meta, histograms and the
+column types), so ``Result.load`` gives back the same frames, dtypes included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from .histogram import Histogram
+from .options import OPTIONS
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Result", "DiffReport", "diff", "series_label", "series_labels", "DIFF_METRICS", "OPTION_PREFIX"]
+
+FORMAT = "labkit.result/1"
+#: Option columns are named ``opt_<option>`` in messages and summary.
+OPTION_PREFIX = "opt_"
+#: Metrics ``diff`` compares by default.
+DIFF_METRICS: tuple[str, ...] = (
+    "p50_ms", "p99_ms", "throughput_msgs_s", "lost", "duplicated", "wire_bytes_per_msg_sent", "client_cpu_pct",
+)
+#: Metrics where a larger value is better; for every other metric smaller is better.
+HIGHER_IS_BETTER = frozenset({"throughput_msgs_s", "throughput_mb_s", "delivered", "achieved_send_rate",
+                              "tcp_ratio_rate"})
+_NOT_METRICS = frozenset({"run_id", "protocol", "implementation", "scenario", "repetition", "seed"})
+_OVERVIEW = ("sent", "delivered", "lost", "duplicated", "p50_ms", "p99_ms", "throughput_msgs_s", "behind")
+_SUFFIXES = (".csv.gz", ".parquet", ".csv")
+_NUMERIC = re.compile(r"bool|boolean|u?int(8|16|32|64)|U?Int(8|16|32|64)|float(32|64)|Float(32|64)")
+
+
+# ----------------------------------------------------------------------------------------------- labels
+
+def _missing(value: Any) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python; 1.0 -> 1 (option columns turn float when concat adds NaN)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def series_label(row: Mapping[str, Any], options: Sequence[str] | None = None) -> str:
+    """``"protocol/implementation"`` plus key options, e.g. ``"mqtt/amqtt qos=1"``.
+
+    ``row`` is a summary or message row (dict or Series).  An ``implementation``
+    that already holds a ``/`` (``"mqtt-ws/amqtt"``) is the whole base.  With
+    ``options=None`` the key options are the ``opt_*`` values that differ from
+    the protocol's default and that the base does not already show
+    (``transport=ws`` is in ``mqtt-ws/...``); ``options=["qos"]`` shows exactly those.
+    """
+    protocol = "" if _missing(row.get("protocol")) else str(row.get("protocol"))
+    impl = "" if _missing(row.get("implementation")) else str(row.get("implementation"))
+    base = impl if "/" in impl else f"{protocol or '?'}/{impl or '?'}"
+    shown = set(re.split(r"[/\-_ ]", base.lower()))
+    defaults = {name: spec.default for name, spec in OPTIONS.get(protocol, {}).items()}
+    if options is None:
+        names = [str(k)[len(OPTION_PREFIX):] for k in row.keys() if str(k).startswith(OPTION_PREFIX)]
+    else:
+        names = list(options)
+    parts = []
+    for name in names:
+        value = row.get(OPTION_PREFIX + name)
+        if _missing(value):
+            continue
+        value = _plain(value)
+        if options is None and ((name in defaults and value == defaults[name]) or str(value).lower() in shown):
+            continue
+        parts.append(f"{name}={value}")
+    return " ".join([base, *parts])
+
+
+def series_labels(frame: pd.DataFrame, options: Sequence[str] | None = None) -> pd.Series:
+    """``series_label`` of every row of ``frame`` (computed once per distinct series)."""
+    if frame.empty:
+        return pd.Series([], index=frame.index, dtype=object)
+    keys = [c for c in frame.columns if c in ("protocol", "implementation") or str(c).startswith(OPTION_PREFIX)]
+    if not keys:
+        return pd.Series("?/?", index=frame.index, dtype=object)
+    codes = frame.groupby(keys, dropna=False, sort=False).ngroup()
+    firsts = frame.loc[~codes.duplicated(), keys]
+    names = {codes[i]: series_label(row, options) for i, row in firsts.iterrows()}
+    return codes.map(names).astype(object)
+
+
+# ----------------------------------------------------------------------------------------------- Result
+
+def _frame(value: pd.DataFrame | None, what: str) -> pd.DataFrame:
+    if value is None:
+        return pd.DataFrame()
+    if not isinstance(value, pd.DataFrame):
+        raise ConfigError(f"Result {what} must be a pandas DataFrame, not {type(value).__name__}")
+    return value.reset_index(drop=True)
+
+
+class Result:
+    """Rows, per-run summary, histograms and metadata of measured (or simulated) runs."""
+
+    def __init__(self, messages: pd.DataFrame | None = None, summary: pd.DataFrame | None = None,
+                 histograms: Mapping[str, Histogram] | None = None, meta: Mapping[str, Any] | None = None) -> None:
+        self.messages = _frame(messages, "messages")
+        self.summary = _frame(summary, "summary")
+        if not self.summary.empty and "run_id" not in self.summary.columns:
+            raise ConfigError("Result summary needs a run_id column (one row per run)")
+        self.histograms: dict[str, Histogram] = {}
+        for run_id, hist in (histograms or {}).items():
+            if not isinstance(hist, Histogram):
+                raise ConfigError(f"Result histograms[{run_id!r}] must be a Histogram, not {type(hist).__name__}")
+            self.histograms[str(run_id)] = hist
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    @property
+    def rows_sampled(self) -> bool:
+        """True when ``messages`` holds only a sample of the rows (counters and histograms are exact)."""
+        return bool(self.meta.get("rows_sampled", False))
+
+    @property
+    def run_ids(self) -> list[str]:
+        """Run ids in summary order, then any only known from histograms or rows."""
+        out: list[str] = []
+        for frame in (self.summary, self.messages):
+            if "run_id" in frame.columns:
+                out += [str(r) for r in pd.unique(frame["run_id"]) if str(r) not in out]
+        return out + [r for r in self.histograms if r not in out]
+
+    @property
+    def series(self) -> list[str]:
+        """Series labels, in order of first appearance in the summary (or the rows)."""
+        frame = self.summary if not self.summary.empty else self.messages
+        return list(pd.unique(series_labels(frame))) if not frame.empty else []
+
+    # ------------------------------------------------------------------------------------- combine
+
+    @classmethod
+    def concat(cls, results: Iterable[Result]) -> Result:
+        """One Result from several: rows and summaries appended, histograms merged by run_id.
+
+        ``meta["runs"]`` lists every input's meta (inputs that were themselves
+        concatenated contribute their own ``runs``); keys with the same value in
+        every run are also kept at the top level, and ``rows_sampled`` is true
+        if any input's rows were sampled.  Inputs are not modified.
+        """
+        items = list(results)
+        if not items:
+            raise ConfigError("Result.concat needs at least one Result; got none")
+        for item in items:
+            if not isinstance(item, Result):
+                raise ConfigError(f"Result.concat takes Results, not {type(item).__name__}")
+        histograms: dict[str, Histogram] = {}
+        for item in items:
+            for run_id, hist in item.histograms.items():
+                histograms[run_id] = _merged(histograms[run_id], hist) if run_id in histograms else hist
+        runs: list[dict[str, Any]] = []
+        for item in items:
+            nested = item.meta.get("runs")
+            runs += list(nested) if isinstance(nested, list) else [item.meta]
+        common = {k: v for k, v in runs[0].items() if all(k in r and r[k] == v for r in runs[1:])}
+        meta = {**common, "runs": runs, "rows_sampled": any(bool(r.get("rows_sampled", False)) for r in runs)}
+        return cls(_concat_frames([i.messages for i in items]), _concat_frames([i.summary for i in items]),
+                   histograms, meta)
+
+    def aggregate(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per series and metric, the median and min/max over repetitions (long form).
+
+        Columns: ``series``, ``protocol``, ``implementation``, the ``opt_*``
+        columns, ``metric``, ``runs`` (rows in the series), ``n`` (runs with a
+        value), ``median``, ``min``, ``max`` (in the metric's own unit) and
+        ``behind`` (any run of the series could not keep its schedule).
+        """
+        s = self.summary
+        if metrics is None:
+            metrics = [c for c in s.columns if c not in _NOT_METRICS and not str(c).startswith(OPTION_PREFIX)
+                       and pd.api.types.is_numeric_dtype(s[c]) and not pd.api.types.is_bool_dtype(s[c])]
+        keys = [c for c in s.columns if c in ("protocol", "implementation") or str(c).startswith(OPTION_PREFIX)]
+        columns = ["series", *keys, "metric", "runs", "n", "median", "min", "max", "behind"]
+        if s.empty:
+            return pd.DataFrame(columns=columns)
+        rows = []
+        for label, part in s.groupby(series_labels(s), sort=False):
+            first = part.iloc[0]
+            behind = bool(part["behind"].fillna(False).astype(bool).any()) if "behind" in part else False
+            for metric in metrics:
+                vals = pd.to_numeric(part[metric], errors="coerce").astype(float).dropna() if metric in part \
+                    else pd.Series([], dtype=float)
+                rows.append({"series": label, **{k: first[k] for k in keys}, "metric": metric, "runs": len(part),
+                             "n": len(vals), "median": vals.median() if len(vals) else math.nan,
+                             "min": vals.min() if len(vals) else math.nan,
+                             "max": vals.max() if len(vals) else math.nan, "behind": behind})
+        return pd.DataFrame(rows, columns=columns)
+
+    # ------------------------------------------------------------------------------------- files
+
+    def save(self, path: str | Path) -> Path:
+        """Write rows to ``path`` (``.csv``, ``.csv.gz``, ``.parquet``) plus ``<stem>.summary.csv`` and ``<stem>.json``.
+
+        The file name is made safe (letters, digits, ``.``, ``_``, ``-``);
+        parent folders are created.  Returns the path of the rows file.
+        """
+        target, kind, stem = _paths(path)
+        if kind == "parquet":
+            _need_pyarrow()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        summary_path = target.with_name(stem + ".summary.csv")
+        sidecar = {
+            "format": FORMAT, "meta": self.meta,
+            "histograms": {run_id: hist.to_dict() for run_id, hist in self.histograms.items()},
+            "messages": _write_frame(self.messages, target, kind, "messages"),
+            "summary": _write_frame(self.summary, summary_path, "csv", "summary"),
+        }
+        try:
+            text = json.dumps(sidecar, indent=1, default=_json_default)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Result meta must be JSON-safe to save ({exc}); store numbers, text, lists "
+                              "and dicts only") from exc
+        target.with_name(stem + ".json").write_text(text, encoding="utf-8")
+        log.info("saved %d message rows and %d runs to %s", len(self.messages), len(self.summary), target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> Result:
+        """Read a Result written by ``save`` (give the same path, or the one ``save`` returned)."""
+        target, kind, stem = _paths(path)
+        json_path = target.with_name(stem + ".json")
+        if not json_path.exists():
+            raise ConfigError(f"no sidecar {json_path} next to {target}; load the path Result.save returned")
+        sidecar = json.loads(json_path.read_text(encoding="utf-8"))
+        if sidecar.get("format") != FORMAT:
+            raise ConfigError(f"{json_path} is not a labkit result (format {sidecar.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+        if kind == "parquet":
+            _need_pyarrow()
+        histograms = {run_id: Histogram.from_dict(d) for run_id, d in sidecar["histograms"].items()}
+        return cls(_read_frame(sidecar["messages"], target, kind),
+                   _read_frame(sidecar["summary"], target.with_name(stem + ".summary.csv"), "csv"),
+                   histograms, sidecar["meta"])
+
+    # ------------------------------------------------------------------------------------- display
+
+    def overview(self) -> pd.DataFrame:
+        """One row per run: series label and the headline numbers (ms, msgs/s)."""
+        s = self.summary
+        out = pd.DataFrame({"series": series_labels(s)}) if not s.empty else pd.DataFrame(columns=["series"])
+        for col in ("run_id", *_OVERVIEW):
+            if col in s.columns:
+                out[col] = s[col]
+        return out
+
+    def _headline(self) -> str:
+        rows = f"{len(self.messages):,} message rows" + (" (sampled)" if self.rows_sampled else "")
+        mode = f", {self.meta['mode']}" if "mode" in self.meta else ""
+        return f"Result: {len(self.summary)} runs, {len(self.series)} series, {rows}{mode}"
+
+    def __repr__(self) -> str:
+        if self.summary.empty:
+            return self._headline()
+        return self._headline() + "\n" + self.overview().to_string(index=False)
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>{self._headline()}</b></p>" + self.overview().to_html(index=False, na_rep="")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def _merged(a: Histogram, b: Histogram) -> Histogram:
+    """A new Histogram holding a and b (neither is modified)."""
+    return a + b
+
+
+def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Append frames; a column missing from some keeps its kind (bool -> boolean, int -> Int64)."""
+    frames = [f for f in frames if f.shape[1] > 0]
+    if not frames:
+        return pd.DataFrame()
+    everywhere = set.intersection(*(set(f.columns) for f in frames))
+    ready = []
+    for f in frames:
+        casts = {}
+        for c in f.columns:
+            if c in everywhere:
+                continue
+            if f[c].dtype == bool:
+                casts[c] = "boolean"
+            elif pd.api.types.is_integer_dtype(f[c].dtype) and not pd.api.types.is_extension_array_dtype(f[c]):
+                casts[c] = "Int64"
+        ready.append(f.astype(casts) if casts else f)
+    return pd.concat(ready, ignore_index=True)
+
+
+def _paths(path: str | Path) -> tuple[Path, str, str]:
+    p = Path(path)
+    lower = p.name.lower()
+    for suffix in _SUFFIXES:
+        if lower.endswith(suffix) and len(p.name) > len(suffix):
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "-", p.name[: -len(suffix)]).strip("-.") or "result"
+            return p.with_name(stem + suffix), suffix.lstrip("."), stem
+    raise ConfigError(f"cannot tell the format of {str(path)!r}: name it *.csv, *.csv.gz or *.parquet")
+
+
+def _need_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("saving .parquet needs pyarrow: use a .csv.gz path or `pip install pyarrow`") from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-safe")
+
+
+def _na_token(values: pd.Series) -> str:
+    token = "\\N"
+    while (values == token).any():
+        token += "\\N"
+    return token
+
+
+def _write_frame(frame: pd.DataFrame, path: Path, kind: str, what: str) -> dict[str, Any]:
+    """Write ``frame`` to ``path``; return the column specs ``_read_frame`` needs for an exact read."""
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names) or any(not isinstance(c, str) for c in frame.columns):
+        raise ConfigError(f"Result {what} columns must be distinct text names to save; got {list(frame.columns)}")
+    specs: list[dict[str, Any]] = []
+    out = frame.copy(deep=False)
+    for c in frame.columns:
+        col, dtype = frame[c], frame[c].dtype
+        spec: dict[str, Any] = {"name": c, "dtype": str(dtype), "codec": "plain"}
+        if dtype == object:
+            present = col[col.notna()]
+            if all(isinstance(v, str) for v in present):
+                nones = col[col.isna()]
+                spec.update(codec="text", token=_na_token(present),
+                            na="none" if all(v is None for v in nones) else "nan")
+                out[c] = col.where(col.notna(), spec["token"])
+            else:
+                spec["codec"] = "json"
+                try:
+                    out[c] = [json.dumps(v, default=_json_default) for v in col]
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"Result {what} column {c!r} holds values that cannot be saved ({exc}); "
+                                      "give it one type (numbers, booleans or text)") from exc
+        elif isinstance(dtype, pd.StringDtype):
+            spec.update(codec="text", token=_na_token(col.dropna()))
+            out[c] = col.astype(object).where(col.notna(), spec["token"])
+        elif not _NUMERIC.fullmatch(str(dtype)):
+            raise ConfigError(f"Result {what} column {c!r} has dtype {dtype}, which cannot be saved exactly; "
+                              "convert it to numbers (e.g. int64 ns), booleans or text first")
+        specs.append(spec)
+    if kind == "parquet":
+        frame.to_parquet(path, index=False)
+    elif specs:
+        gzip = {"method": "gzip", "compresslevel": 6, "mtime": 0} if kind == "csv.gz" else None
+        out.to_csv(path, index=False, na_rep="", compression=gzip)
+    else:
+        path.write_text("", encoding="utf-8")
+    return {"file": path.name, "rows": len(frame), "columns": specs}
+
+
+def _read_frame(info: Mapping[str, Any], path: Path, kind: str) -> pd.DataFrame:
+    specs = info["columns"]
+    if not specs:
+        return pd.DataFrame(index=pd.RangeIndex(info.get("rows", 0)))
+    if kind == "parquet":
+        frame = pd.read_parquet(path)
+        return frame.astype({s["name"]: pd.api.types.pandas_dtype(s["dtype"]) for s in specs})
+    dtypes: dict[str, Any] = {}
+    na: dict[str, list[str]] = {}
+    for s in specs:
+        dtypes[s["name"]] = object if s["codec"] == "json" else pd.api.types.pandas_dtype(s["dtype"])
+        na[s["name"]] = [s["token"]] if s["codec"] == "text" else ([] if s["codec"] == "json" else [""])
+    extra = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+    frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=na, **extra)
+    for s in specs:
+        if s["codec"] == "json":
+            frame[s["name"]] = pd.Series([json.loads(v) for v in frame[s["name"]]], dtype=object)
+        elif s["codec"] == "text" and s.get("na") == "none":
+            col = frame[s["name"]]
+            frame[s["name"]] = col.where(col.notna(), None)
+    return frame
+
+
+# ----------------------------------------------------------------------------------------------- diff
+
+@dataclass
+class DiffReport:
+    """``diff`` output.  ``table``: one row per series and metric (long form)."""
+
+    table: pd.DataFrame
+    baseline_only: list[str] = field(default_factory=list)
+    new_only: list[str] = field(default_factory=list)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Bar chart of the relative changes (``labkit.viz.diff_chart``); returns the Axes."""
+        from ..viz.charts import diff_chart
+
+        return diff_chart(self, ax=ax)
+
+    def _notes(self) -> list[str]:
+        notes = []
+        if self.baseline_only:
+            notes.append("only in baseline: " + ", ".join(self.baseline_only))
+        if self.new_only:
+            notes.append("only in new result: " + ", ".join(self.new_only))
+        return notes
+
+    def __repr__(self) -> str:
+        return "\n".join(["DiffReport", self.table.to_string(index=False), *self._notes()])
+
+    def _repr_html_(self) -> str:
+        notes = "".join(f"<p>{n}</p>" for n in self._notes())
+        return self.table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}") + notes
+
+
+def _series_medians(result: Result, metrics: Sequence[str]) -> pd.DataFrame:
+    s = result.summary
+    if s.empty:
+        return pd.DataFrame(columns=list(metrics), dtype=float)
+    values = pd.DataFrame({m: pd.to_numeric(s[m], errors="coerce").astype(float) if m in s else math.nan
+                           for m in metrics}, index=s.index)
+    return values.groupby(series_labels(s), sort=False).median()
+
+
+def diff(baseline: Result, result: Result, metrics: Sequence[str] = DIFF_METRICS) -> DiffReport:
+    """Compare ``result`` with ``baseline``, series by series (matched by ``series_label``).
+
+    For each metric: ``baseline`` and ``new`` values (median over a series'
+    repetitions, in the metric's unit), ``change`` (new - baseline, same unit),
+    ``change_pct`` (change / |baseline| x 100; 0 when both are 0, NaN when only
+    the baseline is 0) and ``better`` (True/False, NA when unchanged or not
+    comparable; throughput up is better, latency, loss, bytes and CPU down are).
+    ``status`` says ``both``, ``baseline only`` or ``new only``: a series found
+    on one side is listed with the other side missing, never dropped.
+    """
+    metrics = list(metrics)
+    old, new = _series_medians(baseline, metrics), _series_medians(result, metrics)
+    labels = list(old.index) + [label for label in new.index if label not in old.index]
+    rows = []
+    for label in labels:
+        status = "both" if label in old.index and label in new.index else (
+            "baseline only" if label in old.index else "new only")
+        for metric in metrics:
+            b = float(old.at[label, metric]) if label in old.index else math.nan
+            n = float(new.at[label, metric]) if label in new.index else math.nan
+            change = n - b
+            if math.isnan(change):
+                pct = math.nan
+            elif b == 0:
+                pct = 0.0 if n == 0 else math.nan
+            else:
+                pct = change / abs(b) * 100.0
+            better = pd.NA if math.isnan(change) or change == 0 else (
+                change > 0 if metric in HIGHER_IS_BETTER else change < 0)
+            rows.append({"series": label, "status": status, "metric": metric, "baseline": b, "new": n,
+                         "change": change, "change_pct": pct, "better": better})
+    table = pd.DataFrame(rows, columns=["series", "status", "metric", "baseline", "new", "change", "change_pct",
+                                        "better"])
+    table["better"] = table["better"].astype("boolean")
+    return DiffReport(table, [lbl for lbl in old.index if lbl not in new.index],
+                      [lbl for lbl in new.index if lbl not in old.index])
