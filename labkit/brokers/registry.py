@@ -16,6 +16,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "rabbitmq": ("labkit.brokers.rabbitmq", "RabbitMQBroker"),
     "ws": ("labkit.brokers.ws_hub", "WsHub"),
     "sse": ("labkit.brokers.sse_hub", "SseHub"),
+    "tcp": ("labkit.brokers.tcp_relay", "TcpRelay"),  # the raw TCP baseline (not in PROTOCOLS)
 }
 
 #: The four protocols, in the order the lab lists them.
@@ -25,7 +26,8 @@ PROTOCOLS: tuple[str, ...] = ("mqtt", "amqp", "ws", "sse")
 DEFAULT_KIND: dict[str, str] = {"mqtt": "amqtt", "amqp": "rabbitmq", "ws": "ws", "sse": "sse"}
 
 #: The protocol each kind serves.
-KIND_PROTOCOL: dict[str, str] = {"amqtt": "mqtt", "mosquitto": "mqtt", "rabbitmq": "amqp", "ws": "ws", "sse": "sse"}
+KIND_PROTOCOL: dict[str, str] = {"amqtt": "mqtt", "mosquitto": "mqtt", "rabbitmq": "amqp", "ws": "ws", "sse": "sse",
+                                 "tcp": "tcp"}
 
 
 def check_kind(kind: str) -> str:

@@ -16,6 +16,7 @@ CLIENTS: dict[str, tuple[str, str]] = {
     "amqp": ("labkit.protocols.amqp", "AmqpClient"),
     "ws": ("labkit.protocols.ws", "WsClient"),
     "sse": ("labkit.protocols.sse", "SseClient"),
+    "tcp": ("labkit.protocols.tcp", "TcpClient"),  # the raw TCP baseline, not one of the lab's four
 }
 
 

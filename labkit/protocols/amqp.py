@@ -27,18 +27,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import version as _dist_version
 from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
 import aiormq.exceptions as amqp_errors
-from aiormq import spec
+from aiormq import TransportFactory, spec  # TransportFactory: aiormq 7.2.4 (aio-pika 10.2) has it
 from aiormq.abc import DeliveredMessage
 
 from ..errors import ConfigError, ConnectError, LabkitError, LabkitTimeout, ProtocolError
 from ..wire.amqp import routing_key_problem
 from .base import Ack, Client, Message, Subscription
+from .sockstats import WireMeter
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,29 @@ def _seam(doing: str) -> Iterator[None]:
         raise map_error(exc, doing) from exc
 
 
+class _MeteredTransport(TransportFactory):
+    """aiormq's TCP connection, opened through the client's WireMeter."""
+
+    def __init__(self, meter: WireMeter) -> None:
+        self.meter = meter
+
+    async def create(self, url: Any, **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        provider = kwargs.pop("ssl_context_provider", None)
+        for name in ("interleave", "happy_eyeballs_delay"):  # address choices; the socket is already connected
+            kwargs.pop(name, None)
+        ssl = await provider.get_context() if url.scheme == "amqps" and provider is not None else None
+        try:
+            sock = await self.meter.open_socket(url.host, url.port)
+        except OSError as exc:
+            raise amqp_errors.AMQPConnectionError(*exc.args) from exc
+        try:
+            return await asyncio.open_connection(sock=sock, ssl=ssl, server_hostname=url.host if ssl else None,
+                                                 **kwargs)
+        except BaseException:
+            sock.close()
+            raise
+
+
 @dataclass(eq=False)
 class _Consumer:
     channel: aio_pika.abc.AbstractChannel
@@ -140,6 +165,15 @@ class AmqpClient(Client):
         self._pending: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    def settings(self) -> dict[str, Any]:
+        """Client defaults that move the numbers (see :meth:`Client.settings`)."""
+        out = super().settings()
+        out.update(confirms=self.confirms, exchange=self.exchange, exchange_type=self.exchange_type,
+                   prefetch_default=DEFAULT_PREFETCH, ack_default="auto", persistent_default=False,
+                   channel_per="subscription", library=f"aio-pika {_dist_version('aio-pika')}",
+                   amqp_library=f"aiormq {_dist_version('aiormq')}")
+        return out
+
     # Routing keys: the prefix as a word of its own (see the module docstring).
     def wire_topic(self, topic: str) -> str:
         key = self._key_prefix + topic
@@ -159,7 +193,10 @@ class AmqpClient(Client):
         where = _safe_url(self.url)
         try:
             async with asyncio.timeout(self.timeout):
-                conn = await aio_pika.connect(self.url, timeout=self.timeout)
+                # aio_pika.connect() with aiormq's transport_factory, so the socket is counted (wire_bytes()).
+                conn = aio_pika.Connection(self.url)
+                conn.kwargs["transport_factory"] = _MeteredTransport(self._meter)
+                await conn.connect(timeout=self.timeout)
         except TimeoutError:
             raise LabkitTimeout(f"no AMQP handshake with {where} within {self.timeout} s; is the broker up?") from None
         except (amqp_errors.ProbableAuthenticationError, amqp_errors.AuthenticationError) as exc:

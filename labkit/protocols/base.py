@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, LabkitTimeout, ProtocolError
+from .sockstats import WireMeter
 
 __all__ = ["Ack", "Client", "Message", "Subscription", "InflightWindow", "DEFAULT_TIMEOUT_S"]
 
@@ -228,6 +229,8 @@ class Client(ABC):
         self.window = InflightWindow(max_inflight)
         #: Time the last connect() took, in ms (TCP + protocol handshake).
         self.connect_ms: float | None = None
+        #: Counts the bytes of every TCP socket the client opens (see :meth:`wire_bytes`).
+        self._meter = WireMeter()
 
     def wire_topic(self, topic: str) -> str:
         """The topic as the broker sees it: ``prefix + topic``."""
@@ -244,6 +247,24 @@ class Client(ABC):
     @property
     def label(self) -> str:
         return f"{self.protocol}/{self.implementation}"
+
+    def wire_bytes(self) -> tuple[int, int] | None:
+        """(bytes sent, bytes received) on the wire since connect(), as the kernel counted them.
+
+        TCP payload bytes (protocol framing included, IP/TCP headers not) over
+        every TCP socket this client opened, closed ones included; None where
+        the kernel does not say (not Linux).  See :mod:`labkit.protocols.sockstats`.
+        """
+        return self._meter.totals()
+
+    def settings(self) -> dict[str, Any]:
+        """Every default that moves the numbers, for a Result's metadata (JSON-serialisable)."""
+        return {
+            "protocol": self.protocol,
+            "implementation": self.implementation,
+            "max_inflight": self.max_inflight,
+            "tcp_nodelay": True,  # set on every socket the client opens (WireMeter.socket)
+        }
 
     @abstractmethod
     async def connect(self) -> None:

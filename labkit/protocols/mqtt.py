@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from importlib.metadata import version as _dist_version
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -214,14 +215,28 @@ class MqttClient(Client):
         self.connect_ms = (time.perf_counter() - started) * 1000.0
 
     async def _open(self) -> _Tcp | _Ws:
+        sock = await self._meter.open_socket(self._host, self._port)  # counted: see wire_bytes()
+        try:
+            if not self._ws:
+                return _Tcp(*await asyncio.open_connection(sock=sock))
+            conn = await ws_connect(self.url, sock=sock, subprotocols=[websockets.Subprotocol("mqtt")],
+                                    compression=None, proxy=None, open_timeout=None, ping_interval=None,
+                                    max_size=None, close_timeout=2.0)
+        except BaseException:
+            sock.close()
+            raise
+        if conn.subprotocol != "mqtt":
+            log.warning("%s did not select the 'mqtt' WebSocket subprotocol", self.url)
+        return _Ws(conn)
+
+    def settings(self) -> dict[str, Any]:
+        """Client defaults that move the numbers (see :meth:`Client.settings`)."""
+        out = super().settings()
+        out.update(transport="ws" if self._ws else "tcp", qos_default=0, keepalive_s=self.keepalive_s,
+                   clean_session=self.clean_session, library=f"labkit {_dist_version('labkit')}")
         if self._ws:
-            conn = await ws_connect(self.url, subprotocols=[websockets.Subprotocol("mqtt")], compression=None,
-                                    proxy=None, open_timeout=None, ping_interval=None, max_size=None,
-                                    close_timeout=2.0)
-            if conn.subprotocol != "mqtt":
-                log.warning("%s did not select the 'mqtt' WebSocket subprotocol", self.url)
-            return _Ws(conn)
-        return _Tcp(*await asyncio.open_connection(self._host, self._port))
+            out.update(ws_library=f"websockets {_dist_version('websockets')}", ws_compression=None)
+        return out
 
     async def close(self, graceful: bool = True) -> None:
         """Send DISCONNECT (after waiting up to ``timeout`` for unacknowledged publishes) and close.

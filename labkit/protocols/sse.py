@@ -27,6 +27,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from importlib.metadata import version as _dist_version
 from typing import Any, ClassVar
 
 import aiohttp
@@ -160,6 +161,13 @@ class SseClient(Client):
         self._failed_posts = 0
         self._closed = False
 
+    def settings(self) -> dict[str, Any]:
+        """Client defaults that move the numbers (see :meth:`Client.settings`)."""
+        out = super().settings()
+        out.update(ingest=self.implementation, post_connections=POST_CONNECTIONS,
+                   stream_queue_events=STREAM_QUEUE_EVENTS, library=f"aiohttp {_dist_version('aiohttp')}")
+        return out
+
     # ---- connection ------------------------------------------------------------------
 
     def _url(self, topic: str) -> tuple[str, str]:
@@ -185,11 +193,14 @@ class SseClient(Client):
             return
         started = time.perf_counter()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout)
+        # Every socket comes from the client's WireMeter, so wire_bytes() counts it.
+        factory = self._meter.socket_factory
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=POST_CONNECTIONS), trust_env=False, timeout=timeout
+            connector=aiohttp.TCPConnector(limit=POST_CONNECTIONS, socket_factory=factory), trust_env=False,
+            timeout=timeout,
         )
         self._sub_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), trust_env=False, timeout=timeout
+            connector=aiohttp.TCPConnector(limit=0, socket_factory=factory), trust_env=False, timeout=timeout
         )
         try:
             # Any HTTP answer proves the hub is there (an empty topic gets its 400) and warms the pool.

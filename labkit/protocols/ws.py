@@ -14,7 +14,9 @@ import asyncio
 import logging
 import socket
 import time
+from importlib.metadata import version as _dist_version
 from typing import Any
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -62,11 +64,7 @@ class WsClient(Client):
         url = self._topic_url(topic)
         started = time.perf_counter()
         try:
-            conn = await asyncio.wait_for(
-                connect(url, compression=self.compression, open_timeout=self.timeout, max_size=None,
-                        close_timeout=1.0),
-                self.timeout,
-            )
+            conn = await asyncio.wait_for(self._connect(url), self.timeout)
         except TimeoutError:
             raise LabkitTimeout(f"WebSocket hub at {url} did not complete the handshake within {self.timeout} s") from None
         except websockets.InvalidStatus as exc:
@@ -79,6 +77,24 @@ class WsClient(Client):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connect_ms = (time.perf_counter() - started) * 1000.0
         return conn
+
+    async def _connect(self, url: str) -> ClientConnection:
+        parts = urlsplit(url)
+        secure = parts.scheme == "wss"
+        sock = await self._meter.open_socket(parts.hostname or "", parts.port or (443 if secure else 80))
+        try:
+            return await connect(url, sock=sock, compression=self.compression, open_timeout=self.timeout,
+                                 max_size=None, close_timeout=1.0)
+        except BaseException:
+            sock.close()  # counted (see wire_bytes()) and released even if the handshake failed
+            raise
+
+    def settings(self) -> dict[str, Any]:
+        """Client defaults that move the numbers (see :meth:`Client.settings`)."""
+        out = super().settings()
+        out.update(compression=self.compression, connection_per="topic and direction",
+                   library=f"websockets {_dist_version('websockets')}")
+        return out
 
     async def connect(self) -> None:
         """Check the hub answers (WebSocket connections themselves are opened per topic)."""
