@@ -1,0 +1,163 @@
+"""Start a run's workers, walk them through the phases, collect their reports.
+
+Phases: connect -> subscriptions confirmed (every subscriber's ``subscribe()``
+returned: MQTT SUBACK, AMQP consume-ok, the SSE stream's first bytes, the
+WebSocket handshake after which the hub has joined the room) -> warm-up and
+measure (publishers paced from one start time; warm-up messages are marked)
+-> drain (bounded: what has not arrived by then is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import LabkitError, LabkitTimeout
+from .worker import PublisherWorker, SubscriberWorker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Reports", "run_workers"]
+
+#: How far in the future the common start time is set once every worker is ready (ns).
+START_MARGIN_NS = 200_000_000
+#: Deadline for connecting and subscribing (s).
+PREPARE_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Reports:
+    """What the workers said, by role and index."""
+
+    publishers: list[dict[str, Any]] = field(default_factory=list)
+    subscribers: list[dict[str, Any]] = field(default_factory=list)
+    ready: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    start_ns: int = 0
+    end_ns: int = 0
+    pids: list[int] = field(default_factory=list)
+
+
+class _ProcessWorker:
+    """A worker in its own process, spoken to in JSON lines."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = job
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        stderr = open(os.path.join(self.job["out_dir"], f"{self.job['role']}-{self.job['index']}.log"), "ab")  # noqa: SIM115
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "labkit.experiment.worker",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            )
+        finally:
+            stderr.close()
+        self.send(self.job)
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+
+    async def receive(self, timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        except TimeoutError:
+            raise LabkitTimeout(f"{self.job['role']} worker {self.job['index']} said nothing within {timeout:g} s "
+                                f"(log: {self.job['out_dir']})") from None
+        if not line:
+            code = await asyncio.wait_for(self.proc.wait(), 10)
+            raise LabkitError(f"{self.job['role']} worker {self.job['index']} exited with code {code} "
+                              f"(log: {self.job['out_dir']})")
+        message = json.loads(line)
+        if message.get("event") == "error":
+            raise LabkitError(f"{self.job['role']} worker {self.job['index']}: {message['error']}")
+        return message
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 5)
+        except TimeoutError:
+            self.proc.kill()
+            await asyncio.wait_for(self.proc.wait(), 5)
+
+
+class _InlineWorker:
+    """The same worker as a task of the caller's event loop."""
+
+    def __init__(self, job: dict[str, Any], workload: Any) -> None:
+        self.job = job
+        cls = PublisherWorker if job["role"] == "pub" else SubscriberWorker
+        self.worker = cls(job, workload)
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.proc = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._prepare())
+
+    async def _prepare(self) -> None:
+        self._outbox.put_nowait({"event": "ready", **await self.worker.prepare()})
+
+    def send(self, message: dict[str, Any]) -> None:
+        async def act() -> None:
+            if isinstance(self.worker, PublisherWorker):
+                result = await self.worker.run(int(message["start_ns"]))
+            else:
+                result = await self.worker.collect(int(message["deadline_ns"]), int(message["expected"]))
+            self._outbox.put_nowait({"event": "done", **result})
+        self._task = asyncio.create_task(act())
+
+    async def receive(self, timeout: float) -> dict[str, Any]:
+        getter = asyncio.ensure_future(self._outbox.get())
+        done, _ = await asyncio.wait({getter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        if self._task in done and self._task.exception() is not None:
+            raise self._task.exception()  # type: ignore[misc]
+        raise LabkitTimeout(f"{self.job['role']} worker {self.job['index']} said nothing within {timeout:g} s")
+
+    async def stop(self) -> None:
+        await self.worker.close()
+
+
+async def run_workers(jobs: list[dict[str, Any]], workload: Any, inline: bool, expected_per_sub: int,
+                      horizon_ns: int, drain_ns: int) -> Reports:
+    """Run the publisher and subscriber ``jobs`` through every phase; always stops them."""
+    workers = [(_InlineWorker({**j, "inline": True}, workload) if inline else _ProcessWorker(j)) for j in jobs]
+    subs = [w for w in workers if w.job["role"] == "sub"]
+    pubs = [w for w in workers if w.job["role"] == "pub"]
+    reports = Reports()
+    try:
+        for w in subs:
+            await w.start()
+        reports.ready["sub"] = [await w.receive(PREPARE_TIMEOUT_S) for w in subs]
+        for w in pubs:
+            await w.start()
+        reports.ready["pub"] = [await w.receive(PREPARE_TIMEOUT_S) for w in pubs]
+        reports.pids = [w.proc.pid for w in workers if w.proc is not None]
+        start_ns = time.monotonic_ns() + START_MARGIN_NS
+        reports.start_ns = start_ns
+        for w in pubs:
+            w.send({"cmd": "go", "start_ns": start_ns})
+        run_timeout = (START_MARGIN_NS + horizon_ns) / 1e9 + max(30.0, horizon_ns / 1e9)
+        reports.publishers = [await w.receive(run_timeout) for w in pubs]
+        reports.end_ns = time.monotonic_ns()
+        deadline = time.monotonic_ns() + drain_ns
+        for w in subs:
+            w.send({"cmd": "stop_at", "deadline_ns": deadline, "expected": expected_per_sub})
+        reports.subscribers = [await w.receive(drain_ns / 1e9 + 30.0) for w in subs]
+        return reports
+    finally:
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)

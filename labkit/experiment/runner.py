@@ -1,0 +1,327 @@
+"""``run``, ``compare``, ``sweep`` and ``find_capacity``: measured runs on real brokers.
+
+All four are coroutines (``await labkit.run(...)`` in a notebook); the
+clients run in worker processes by default, never on the caller's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import platform
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+from typing import Any
+
+import numpy as np
+import psutil
+
+from ..errors import ConfigError
+from .options import implementation_label, resolve_options
+from .orchestra import Reports, run_workers
+from .records import analyse
+from .result import Result
+from .summary import add_columns, baseline_ratios, summarise
+from .workload import Workload, expected_total, measure_window_ns, schedule_ns
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run", "compare", "sweep", "find_capacity", "Target"]
+
+Progress = Callable[[str, float], None]
+
+
+class Target:
+    """Where a run sends its traffic: URLs, topic prefix, broker processes to meter."""
+
+    def __init__(self, protocol: str, urls: dict[str, str], broker: str, prefix: str = "",
+                 broker_pids: Sequence[int] = (), broker_version: str | None = None, local: bool = True) -> None:
+        self.protocol = protocol
+        self.urls = urls
+        self.broker = broker
+        self.prefix = prefix
+        self.broker_pids = list(broker_pids)
+        self.broker_version = broker_version
+        self.local = local
+
+    @property
+    def url(self) -> str:
+        key = {"mqtt": "mqtt", "amqp": "amqp", "ws": "ws", "sse": "sse", "tcp": "tcp"}[self.protocol]
+        return self.urls[key]
+
+    @classmethod
+    def of_lab(cls, lab: Any, protocol: str) -> Target:
+        broker = lab.brokers.get(protocol)
+        url = lab.url(protocol)
+        pids = [p for p in (getattr(broker, "pid", None), getattr(broker, "native_pid", None)) if p]
+        return cls(protocol, dict(broker.urls), getattr(broker, "kind", "external"), lab.prefix(protocol),
+                   pids, getattr(broker, "version", None), local=not lab.is_external(protocol) and bool(url))
+
+
+def _tree_cpu_s(pids: Sequence[int]) -> float:
+    total = 0.0
+    seen: set[int] = set()
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                if proc.pid in seen:
+                    continue
+                seen.add(proc.pid)
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("labkit", "amqtt", "aio-pika", "aiormq", "websockets", "aiohttp", "numpy", "pandas"):
+        try:
+            out[name] = _version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _jobs(target: Target, workload: Workload, resolved: dict[str, Any], out_dir: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    base = {"protocol": target.protocol, "url": target.url, "urls": target.urls, "prefix": target.prefix,
+            "options": resolved, "workload": workload.to_dict(), "out_dir": out_dir}
+    jobs = [{**base, "role": "sub", "index": i, **extra.get("sub", {})} for i in range(workload.subscribers)]
+    jobs += [{**base, "role": "pub", "index": i} for i in range(workload.publishers)]
+    return jobs
+
+
+async def run_on(target: Target, workload: Workload, options: dict[str, Any] | None = None, *,
+                 scenario: str = "bench", workers: str = "process", repetition: int = 0,
+                 subscriber_stall: tuple[int, float] | None = None) -> Result:
+    """One run of ``workload`` against ``target``; see :func:`run`."""
+    if workers not in ("process", "inline"):
+        raise ConfigError(f"workers={workers!r} must be 'process' or 'inline'")
+    if workers == "process" and workload.payload is not None:
+        raise ConfigError("a payload generator cannot cross into worker processes; pass workers='inline' "
+                          "or use payload_bytes")
+    resolved = resolve_options(target.protocol, options)
+    run_id = uuid.uuid4().hex[:12]
+    out_dir = tempfile.mkdtemp(prefix="labkit-run-")
+    extra: dict[str, Any] = {}
+    if subscriber_stall is not None:
+        extra["sub"] = {"stall_after": subscriber_stall[0], "stall_s": subscriber_stall[1]}
+    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    try:
+        horizon = max(int(schedule_ns(workload, p)[-1]) for p in range(workload.publishers))
+        cpu0 = _tree_cpu_s(target.broker_pids)
+        wall0 = time.monotonic()
+        reports: Reports = await run_workers(
+            _jobs(target, workload, resolved, out_dir, extra), workload, workers == "inline",
+            expected_per_sub=expected_total(workload), horizon_ns=horizon, drain_ns=int(workload.drain_s * 1e9))
+        broker_cpu_s = _tree_cpu_s(target.broker_pids) - cpu0
+        wall_s = time.monotonic() - wall0
+        sent = np.concatenate([np.load(r["records"]) for r in reports.publishers])
+        received = np.concatenate([np.load(r["records"]) for r in reports.subscribers])
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    lo, hi = measure_window_ns(workload)
+    analysis = analyse(sent, received, workload.subscribers, (reports.start_ns + lo, reports.start_ns + hi))
+    label = implementation_label(target.protocol, target.broker, resolved)
+    meta = {
+        "run_id": run_id, "scenario": scenario, "protocol": target.protocol, "implementation": label,
+        "broker": target.broker, "broker_version": target.broker_version, "options": resolved,
+        "workload": workload.to_dict(), "seed": workload.seed, "started_at": started_at,
+        "workers": workers, "mode": "one-way", "host": platform.node(), "versions": _versions(),
+        "repetition": repetition,
+    }
+    return summarise(analysis, reports, meta, broker_cpu_s=broker_cpu_s if target.local else None, wall_s=wall_s)
+
+
+# --- the public entry points ---------------------------------------------------
+
+class _LabScope:
+    """Use the caller's lab, or start (and later close) one with just what a call needs."""
+
+    def __init__(self, lab: Any, protocols: Sequence[str], mqtt: str = "amqtt") -> None:
+        self.given = lab
+        self.protocols = [p for p in protocols if p != "tcp"]
+        self.mqtt = mqtt
+        self.lab: Any = None
+        self.relay: Any = None
+
+    async def __aenter__(self) -> _LabScope:
+        from ..brokers.process import BrokerProcess
+        from ..lab import Lab
+
+        if self.given is not None:
+            self.lab = self.given
+        elif self.protocols:
+            self.lab = await asyncio.to_thread(Lab(self.protocols, mqtt=self.mqtt).start)
+        self.relay = await asyncio.to_thread(BrokerProcess("tcp").start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.relay is not None:
+            await asyncio.to_thread(self.relay.stop)
+        if self.given is None and self.lab is not None:
+            await asyncio.to_thread(self.lab.close)
+
+    def target(self, protocol: str) -> Target:
+        if protocol == "tcp":
+            r = self.relay
+            return Target("tcp", dict(r.urls), "asyncio", "", [r.pid], r.version)
+        return Target.of_lab(self.lab, protocol)
+
+
+def _check_protocols(protocols: Sequence[str] | str) -> list[str]:
+    chosen = [p.strip() for p in protocols.split(",")] if isinstance(protocols, str) else list(protocols)
+    if not chosen:
+        raise ConfigError("protocols is empty; name at least one of mqtt, amqp, ws, sse")
+    for p in chosen:
+        resolve_options(p, None)  # raises on an unknown protocol
+    return chosen
+
+
+def _note(progress: Progress | None, text: str, fraction: float) -> None:
+    if progress is not None:
+        progress(text, fraction)
+    log.info("%s (%.0f%%)", text, fraction * 100)
+
+
+async def run(protocol: str, workload: Workload | None = None, *, lab: Any = None, options: dict[str, Any] | None = None,
+              scenario: str = "bench", workers: str = "process", mqtt: str = "amqtt",
+              subscriber_stall: tuple[int, float] | None = None) -> Result:
+    """Run ``workload`` (default: 1,000 msgs/s for 10 s, 100-byte payloads) over ``protocol``.
+
+    ``lab``: a started :class:`labkit.Lab` (default: a private one for this run).
+    ``options``: protocol options (see :data:`labkit.experiment.options.OPTIONS`), e.g. ``{"qos": 1}``.
+    ``workers``: ``"process"`` (default; clients in worker processes) or ``"inline"``.
+    ``subscriber_stall``: (after N messages, stall s) makes subscriber 0 stop reading once, for teaching lag.
+    """
+    _check_protocols([protocol])
+    resolve_options(protocol, options)
+    workload = workload or Workload()
+    async with _LabScope(lab, [protocol], mqtt) as scope:
+        return await run_on(scope.target(protocol), workload, options, scenario=scenario, workers=workers,
+                            subscriber_stall=subscriber_stall)
+
+
+async def compare(protocols: Sequence[str] | str = ("mqtt", "amqp", "ws", "sse"), workload: Workload | None = None, *,
+                  lab: Any = None, options: dict[str, dict[str, Any]] | None = None, repetitions: int = 3,
+                  baseline: bool = True, scenario: str = "compare", workers: str = "process", mqtt: str = "amqtt",
+                  progress: Progress | None = None) -> Result:
+    """Run the same workload over several protocols, ``repetitions`` times, interleaved.
+
+    Each repetition runs raw asyncio TCP first (``baseline``), then every protocol
+    in a rotated order, so drift on a noisy machine spreads over all series.
+    ``options`` maps protocol -> its options.  The summary gains ``tcp_ratio_p50``
+    and ``tcp_ratio_rate`` (each run against the same repetition's TCP run).
+    """
+    chosen = _check_protocols(protocols)
+    if not isinstance(repetitions, int) or repetitions < 1:
+        raise ConfigError(f"repetitions={repetitions!r} must be a whole number >= 1 (3 or more for a spread)")
+    options = options or {}
+    for p, o in options.items():
+        if p not in chosen:
+            raise ConfigError(f"options given for {p!r}, which is not among protocols={chosen}")
+        resolve_options(p, o)
+    workload = workload or Workload()
+    order = (["tcp"] if baseline else []) + [p for p in chosen if p != "tcp"]
+    total = repetitions * len(order)
+    results: list[Result] = []
+    async with _LabScope(lab, chosen, mqtt) as scope:
+        done = 0
+        for rep in range(repetitions):
+            shift = rep % max(1, len(order) - (1 if baseline else 0))
+            body = order[1:] if baseline else order
+            rotated = (order[:1] if baseline else []) + body[shift:] + body[:shift]
+            for p in rotated:
+                _note(progress, f"repetition {rep + 1}/{repetitions}: {p}", done / total)
+                results.append(await run_on(scope.target(p), workload, options.get(p), scenario=scenario,
+                                            workers=workers, repetition=rep))
+                done += 1
+    _note(progress, "done", 1.0)
+    return baseline_ratios(Result.concat(results))
+
+
+async def sweep(parameter: str, values: Sequence[Any], protocols: Sequence[str] | str = ("mqtt",),
+                workload: Workload | None = None, *, lab: Any = None, options: dict[str, dict[str, Any]] | None = None,
+                scenario: str = "sweep", workers: str = "process", mqtt: str = "amqtt",
+                progress: Progress | None = None) -> Result:
+    """Run once per value of ``parameter`` (a Workload field such as ``rate`` or a protocol option such as ``qos``)."""
+    chosen = _check_protocols(protocols)
+    workload = workload or Workload()
+    if not values:
+        raise ConfigError("values is empty; give the values of the parameter to sweep, e.g. [500, 1000, 2000]")
+    is_field = parameter in workload.to_dict()
+    if not is_field and not any(parameter in resolve_options(p, None) for p in chosen):
+        raise ConfigError(f"parameter={parameter!r} is neither a Workload field nor an option of {chosen}")
+    results = []
+    total = len(values) * len(chosen)
+    async with _LabScope(lab, chosen, mqtt) as scope:
+        for i, value in enumerate(values):
+            for j, p in enumerate(chosen):
+                _note(progress, f"{parameter}={value}: {p}", (i * len(chosen) + j) / total)
+                opts = dict((options or {}).get(p, {}))
+                w = workload
+                if is_field:
+                    w = workload.replace(**{parameter: value})
+                elif parameter in resolve_options(p, None):
+                    opts[parameter] = value
+                else:
+                    continue
+                r = await run_on(scope.target(p), w, opts, scenario=scenario, workers=workers)
+                results.append(add_columns(r, sweep_parameter=parameter, sweep_value=value))
+    _note(progress, "done", 1.0)
+    return Result.concat(results)
+
+
+async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_ms: float = 10.0,
+                        start_rate: float = 500.0, max_rate: float = 200_000.0, steps: int = 10,
+                        lab: Any = None, options: dict[str, Any] | None = None, workers: str = "process",
+                        mqtt: str = "amqtt", progress: Progress | None = None) -> Result:
+    """The highest sustained rate (msgs/s) with nothing lost and p99 latency under ``p99_ms``.
+
+    A bounded search: the rate doubles from ``start_rate`` until a run fails
+    (loss, p99 over the bound, or the publisher could not keep its rate), then
+    bisects between the last good and the first bad rate; at most ``steps`` runs.
+    Every trial run is in the Result; ``meta["capacity_msgs_s"]`` holds the answer.
+    """
+    for name, value in (("p99_ms", p99_ms), ("start_rate", start_rate), ("max_rate", max_rate)):
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{name}={value!r} must be a positive number")
+    if not isinstance(steps, int) or not 2 <= steps <= 40:
+        raise ConfigError(f"steps={steps!r} must be a whole number from 2 to 40")
+    base = workload or Workload(duration_s=3.0, warmup_s=0.5)
+    good, bad = 0.0, None
+    rate = float(start_rate)
+    results = []
+    async with _LabScope(lab, [protocol], mqtt) as scope:
+        for step in range(steps):
+            _note(progress, f"{protocol} at {rate:,.0f} msgs/s", step / steps)
+            r = await run_on(scope.target(protocol), base.replace(rate=rate), options, scenario="capacity",
+                             workers=workers)
+            row = r.summary.iloc[0]
+            ok = int(row["lost"]) == 0 and float(row["p99_ms"]) <= p99_ms and not bool(row["behind"])
+            results.append(add_columns(r, capacity_trial=step, capacity_ok=ok))
+            if ok:
+                good = rate
+            else:
+                bad = rate
+            if bad is None:
+                if rate >= max_rate:
+                    break
+                rate = min(rate * 2, max_rate)
+            else:
+                if bad - good <= max(1.0, 0.05 * bad):
+                    break
+                rate = (good + bad) / 2 if good else bad / 2
+    _note(progress, "done", 1.0)
+    out = Result.concat(results)
+    out.meta["capacity_msgs_s"] = good
+    out.meta["capacity_rule"] = f"no loss, p99 <= {p99_ms} ms, publisher kept its rate"
+    return out

@@ -1,0 +1,224 @@
+"""The open-loop pacer, driven by a fake clock that only moves when the pacer sleeps or sends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+
+from labkit.errors import ConfigError
+from labkit.experiment.pacing import BEHIND_P99_LAG_NS, LATE_NS, PaceReport, pace
+
+MS = 1_000_000
+
+
+class FakeClock:
+    """Time in ns that advances exactly by what is slept (a 0-second sleep advances ``tick_ns``)."""
+
+    def __init__(self, now: int = 10**12, tick_ns: int = 1_000) -> None:
+        self.now = now
+        self.tick_ns = tick_ns
+        self.sleeps: list[int] = []
+
+    def clock(self) -> int:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        step = round(seconds * 1e9)
+        self.sleeps.append(step)
+        self.now += step if step > 0 else self.tick_ns
+
+    def nap(self, seconds: float) -> None:
+        self.now += round(seconds * 1e9)
+
+
+class Recorder:
+    """A send() that stamps the fake clock and optionally costs time."""
+
+    def __init__(self, fake: FakeClock, cost_ns: int = 0) -> None:
+        self.fake = fake
+        self.cost_ns = cost_ns
+        self.calls: list[tuple[int, int, int]] = []
+
+    async def __call__(self, index: int, intended_ns: int) -> int:
+        stamped = self.fake.now
+        self.calls.append((index, intended_ns, stamped))
+        self.fake.now += self.cost_ns
+        return stamped
+
+
+async def run(offsets: np.ndarray, fake: FakeClock, send: Recorder, **kwargs: object) -> PaceReport:
+    return await pace(offsets, fake.now + 5 * MS, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap, **kwargs)
+
+
+@pytest.mark.parametrize("spin_ns", [0, 200_000])
+async def test_on_time_sends_land_exactly_on_the_intended_times(spin_ns: int) -> None:
+    fake = FakeClock()
+    send = Recorder(fake)
+    offsets = np.arange(200, dtype=np.int64) * 3_333_000  # ~300 msgs/s, odd intervals
+    start = fake.now + 5 * MS
+    report = await pace(offsets, start, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap, spin_ns=spin_ns)
+    assert [c[0] for c in send.calls] == list(range(200))
+    assert [c[1] for c in send.calls] == (start + offsets).tolist()
+    assert [c[2] for c in send.calls] == (start + offsets).tolist()  # sent == intended, exactly
+    assert report.sent == 200 and report.unsent == 0
+    assert report.max_lag_ns == 0 and report.p99_lag_ns == 0 and report.late == 0
+    assert not report.behind and report.reason == ""
+    assert report.offered_rate == pytest.approx(1e9 / 3_333_000)
+    assert report.achieved_rate == pytest.approx(report.offered_rate)
+    # Coarse sleeps are whole milliseconds: an event loop's timers cannot do better.
+    assert all(s % MS == 0 for s in fake.sleeps if s > 0)
+
+
+async def test_without_naps_the_pacer_still_lands_exactly() -> None:
+    fake = FakeClock()
+    send = Recorder(fake)
+    offsets = np.arange(50, dtype=np.int64) * 2 * MS
+    start = fake.now + MS
+    report = await pace(offsets, start, send, clock=fake.clock, sleep=fake.sleep, nap=None)
+    assert [c[2] for c in send.calls] == (start + offsets).tolist()
+    assert not report.behind
+
+
+async def test_a_slow_send_falls_behind_without_skipping() -> None:
+    fake = FakeClock()
+    send = Recorder(fake, cost_ns=3 * MS)  # each send costs 3 ms; the schedule wants one every 1 ms
+    offsets = np.arange(100, dtype=np.int64) * MS
+    report = await run(offsets, fake, send)
+    assert [c[0] for c in send.calls] == list(range(100))  # nothing skipped, in order
+    assert report.sent == 100 and report.unsent == 0
+    lags = report.lags_ns
+    assert lags[0] == 0
+    assert np.all(np.diff(lags) >= 2 * MS)                  # lag grows linearly: ~2 ms per message
+    assert lags[-1] == pytest.approx(99 * 2 * MS, rel=0.01)
+    assert report.max_lag_ns == lags[-1]
+    assert report.late == np.count_nonzero(lags > LATE_NS)
+    assert report.behind
+    assert "offered" in report.reason and "p99 send lag" in report.reason
+    assert report.achieved_rate == pytest.approx(report.offered_rate / 3, rel=0.02)
+
+
+async def test_late_start_sends_everything_at_once() -> None:
+    fake = FakeClock()
+    send = Recorder(fake)
+    offsets = np.arange(40, dtype=np.int64) * 100_000
+    start = fake.now - 10 * MS  # the whole schedule is already in the past
+    report = await pace(offsets, start, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap)
+    assert [c[0] for c in send.calls] == list(range(40))
+    assert report.lags_ns[0] >= 10 * MS and report.p99_lag_ns > BEHIND_P99_LAG_NS
+    assert report.behind
+
+
+async def test_deadline_stops_early_and_counts_the_rest() -> None:
+    fake = FakeClock()
+    send = Recorder(fake, cost_ns=2 * MS)
+    offsets = np.arange(100, dtype=np.int64) * MS
+    start = fake.now
+    report = await pace(offsets, start, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap,
+                        deadline_ns=start + 50 * MS)
+    assert report.sent == len(send.calls) == 25
+    assert report.unsent == 75 and report.sent + report.unsent == 100
+    assert report.behind and "deadline" in report.reason
+
+
+async def test_deadline_before_a_scheduled_time_is_not_waited_for() -> None:
+    fake = FakeClock()
+    send = Recorder(fake)
+    start = fake.now
+    report = await pace([0, 10 * MS, 60 * MS], start, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap,
+                        deadline_ns=start + 30 * MS)
+    assert report.sent == 2 and report.unsent == 1
+    assert fake.now <= start + 30 * MS
+
+
+async def test_send_may_return_none() -> None:
+    fake = FakeClock()
+    seen: list[int] = []
+
+    async def send(index: int, intended_ns: int) -> None:
+        seen.append(index)
+
+    report = await pace([0, MS, 2 * MS], fake.now, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap)
+    assert seen == [0, 1, 2] and report.max_lag_ns == 0
+
+
+async def test_a_stopped_clock_cannot_hang_the_pacer() -> None:
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    calls: list[int] = []
+
+    async def send(index: int, intended_ns: int) -> int:
+        calls.append(index)
+        return 0
+
+    report = await pace([MS], 0, send, clock=lambda: 0, sleep=no_sleep, nap=None, spin_ns=1000, quantum_ns=MS)
+    assert calls == [0] and report.sent == 1
+
+
+async def test_report_is_json_safe() -> None:
+    fake = FakeClock()
+    report = await run(np.array([0], dtype=np.int64), fake, Recorder(fake))
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["sent"] == 1 and data["offered_rate"] is None  # one message has no rate
+    assert "lags_ns" not in data
+
+
+async def test_empty_schedule() -> None:
+    fake = FakeClock()
+    report = await run(np.array([], dtype=np.int64), fake, Recorder(fake))
+    assert report.sent == 0 and report.unsent == 0 and not report.behind
+
+
+async def test_bad_spin_is_refused() -> None:
+    fake = FakeClock()
+    with pytest.raises(ConfigError, match="spin_ns"):
+        await run(np.array([0]), fake, Recorder(fake), spin_ns=-1)
+
+
+async def test_real_clock_sends_every_message_in_order() -> None:
+    """With the real clock and event loop: all sent, in order, stamps non-decreasing (no timing assertion)."""
+    seen: list[tuple[int, int]] = []
+
+    async def send(index: int, intended_ns: int) -> int:
+        now = time.monotonic_ns()
+        seen.append((index, now))
+        return now
+
+    offsets = np.arange(30, dtype=np.int64) * 200_000  # 5,000 msgs/s for 6 ms
+    report = await pace(offsets, time.monotonic_ns() + MS, send)
+    assert [i for i, _ in seen] == list(range(30))
+    stamps = [t for _, t in seen]
+    assert stamps == sorted(stamps)
+    assert report.sent == 30 and report.lags_ns.min() >= 0  # never early
+
+
+async def test_other_tasks_run_while_the_pacer_waits() -> None:
+    """Acknowledgements must still be read between sends: the pacer yields to the event loop."""
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def other() -> None:
+        nonlocal ticks
+        for _ in range(1_000_000):  # bounded
+            if stop.is_set():
+                return
+            ticks += 1
+            await asyncio.sleep(0)
+
+    seen_ticks: list[int] = []
+
+    async def send(index: int, intended_ns: int) -> None:
+        seen_ticks.append(ticks)
+
+    task = asyncio.create_task(other())
+    try:
+        await pace(np.arange(5, dtype=np.int64) * MS, time.monotonic_ns() + MS, send)
+    finally:
+        stop.set()
+        await task
+    assert len(seen_ticks) == 5
+    assert all(b > a for a, b in zip(seen_ticks, seen_ticks[1:]))
