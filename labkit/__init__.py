@@ -25,6 +25,26 @@ from .protocols import Ack, Client, Message, Subscription, client
 
 __version__ = "0.1.0"
 
+# The measurement engine pulls in numpy and pandas; broker processes import
+# this package too, so those names load on first use instead of here.
+_LAZY = {
+    "Result": "labkit.experiment.result",
+    "diff": "labkit.experiment.result",
+    "Workload": "labkit.experiment.workload",
+    "run": "labkit.experiment.runner",
+    "compare": "labkit.experiment.runner",
+    "sweep": "labkit.experiment.runner",
+    "find_capacity": "labkit.experiment.runner",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+
 __all__ = [
     "Ack",
     "BrokerError",
@@ -43,7 +63,14 @@ __all__ = [
     "State",
     "Subscription",
     "URL_KEYS",
+    "Result",
+    "Workload",
     "client",
+    "compare",
+    "diff",
+    "find_capacity",
     "round_trip",
+    "run",
+    "sweep",
     "__version__",
 ]

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -85,34 +86,162 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _demo(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from .lab import Lab
-    from .probe import round_trip
+def _progress(text: str, fraction: float) -> None:
+    """A one-line progress bar on stderr (stdout stays for results)."""
+    width = 30
+    filled = int(round(width * min(1.0, max(0.0, fraction))))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}% {text[:50]:<50}")
+    if fraction >= 1.0:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
 
-    rows = []
-    async with Lab(args.protocols, mqtt=args.mqtt_broker, missing="skip", start_timeout=args.start_timeout) as lab:
-        for p, why in lab.skipped.items():
-            print(f"labkit: skipping {p}: {why}")
-        for p in lab.brokers:
-            rows.append(await round_trip(lab, p, count=args.count))
-    return rows
+
+def _value(text: str) -> Any:
+    """An option value from the command line: true/false/none, a number, or text."""
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _options(pairs: Sequence[str], protocols: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``qos=1`` (for every protocol that takes it) or ``mqtt.qos=1`` -> {protocol: {option: value}}."""
+    from .errors import ConfigError
+    from .experiment.options import OPTIONS
+
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--option {pair!r} must look like name=value or protocol.name=value")
+        key, raw = pair.split("=", 1)
+        proto, _, name = key.rpartition(".")
+        targets = [proto] if proto else [p for p in protocols if name in OPTIONS.get(p, {})] or list(protocols)
+        for p in targets:
+            out.setdefault(p, {})[name] = _value(raw)
+    return out
+
+
+def _workload(args: argparse.Namespace) -> Any:
+    from .experiment.workload import Workload
+
+    fields: dict[str, Any] = {
+        "rate": args.rate, "arrivals": args.arrivals, "payload_bytes": args.payload, "publishers": args.publishers,
+        "subscribers": args.subscribers, "topics": args.topics, "seed": args.seed, "drain_s": args.drain,
+    }
+    if args.count is not None:
+        fields["count"] = args.count
+    else:
+        fields["duration_s"] = args.duration
+    if args.warmup is not None:
+        fields["warmup_s"] = args.warmup
+    return Workload(**fields)
+
+
+def _print_summary(result: Any) -> None:
+    from .report import summary_table
+
+    print(_table(summary_table(result).to_dict("records"), list(summary_table(result).columns)))
+    for r in result.summary.itertuples():
+        if getattr(r, "behind", False):
+            print(f"WARNING: {r.implementation} (repetition {r.repetition}) could not keep up: {r.behind_reason}",
+                  file=sys.stderr)
+
+
+def _save(result: Any, out: str | None) -> None:
+    if out:
+        path = result.save(out)
+        print(f"\nsaved {path}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .experiment.runner import run
+
+    opts = _options(args.option, [args.protocol]).get(args.protocol)
+    result = asyncio.run(run(args.protocol, _workload(args), options=opts, workers=args.workers,
+                             mqtt=args.mqtt_broker))
+    _print_summary(result)
+    _save(result, args.out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .experiment.runner import compare
+    from .report import write_report
+
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    result = asyncio.run(compare(protocols, _workload(args), options=_options(args.option, protocols),
+                                 repetitions=args.repetitions, workers=args.workers, mqtt=args.mqtt_broker,
+                                 progress=None if args.quiet else _progress))
+    _print_summary(result)
+    _save(result, args.out)
+    if args.report:
+        written = write_report(result, args.report)
+        print(f"wrote {len(written)} files to {args.report}/")
+    return 0
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from .experiment.runner import find_capacity
+
+    opts = _options(args.option, [args.protocol]).get(args.protocol)
+    result = asyncio.run(find_capacity(args.protocol, _workload(args), p99_ms=args.p99_ms, start_rate=args.rate,
+                                       max_rate=args.max_rate, steps=args.steps, options=opts,
+                                       workers=args.workers, mqtt=args.mqtt_broker,
+                                       progress=None if args.quiet else _progress))
+    cols = ["rate", "achieved_send_rate", "throughput_msgs_s", "lost", "p99_ms", "behind", "capacity_ok"]
+    rows = [{c: (round(v, 3) if isinstance(v, float) else v) for c, v in r.items()}
+            for r in result.summary[cols].to_dict("records")]
+    print(_table(rows, cols))
+    print(f"\n{args.protocol}: highest sustained rate {result.meta['capacity_msgs_s']:,.0f} msgs/s "
+          f"({result.meta['capacity_rule']})")
+    _save(result, args.out)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    rows = asyncio.run(_demo(args))
-    columns = ["protocol", "url", "connect_ms", "rtt_ms", "rtt_min_ms", "rtt_max_ms", "count"]
-    print(_table(rows, columns))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "roundtrip.csv", "w") as f:
-        f.write(",".join(columns) + "\n")
-        for r in rows:
-            f.write(",".join(str(r[c]) for c in columns) + "\n")
-    (out / "roundtrip.md").write_text(
-        "# labkit round trips\n\nOne message at a time, median of each protocol's round trips (ms).\n\n"
-        + _table(rows, columns) + "\n")
-    print(f"\nwrote {out / 'roundtrip.csv'} and {out / 'roundtrip.md'}")
+    from .experiment.result import Result
+    from .experiment.runner import compare
+    from .experiment.workload import Workload
+    from .report import write_report
+
+    quick = bool(os.environ.get("LABKIT_QUICK"))
+    workload = Workload(rate=args.rate, duration_s=1.0 if quick else args.duration, warmup_s=0.3 if quick else 0.5,
+                        drain_s=2.0, payload_bytes=100)
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    print(f"labkit demo: {', '.join(protocols)} and raw TCP, {workload.rate:,.0f} msgs/s, "
+          f"{workload.duration_s:g} s each, {args.repetitions} repetitions, interleaved")
+    lab = _demo_lab(args, protocols)
+    try:
+        result = asyncio.run(compare(protocols, workload, repetitions=1 if quick else args.repetitions,
+                                     mqtt=args.mqtt_broker, progress=_progress, lab=lab))
+    finally:
+        lab.close()
+    _print_summary(result)
+    reference_path = Path(args.reference) if args.reference else None
+    reference = Result.load(reference_path) if reference_path and reference_path.exists() else None
+    written = write_report(result, args.out, reference=reference)
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0
+
+
+def _demo_lab(args: argparse.Namespace, protocols: list[str]) -> Any:
+    """The demo's lab: skip (and say so) brokers this machine cannot run."""
+    from .lab import Lab
+
+    lab = Lab(protocols, mqtt=args.mqtt_broker, missing="skip", start_timeout=args.start_timeout).start()
+    for p, why in lab.skipped.items():
+        print(f"labkit: skipping {p}: {why}")
+        protocols.remove(p)
+    return lab
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,10 +262,53 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="say which brokers can run here and how to install the rest")
     doctor.set_defaults(func=cmd_doctor)
 
-    demo = sub.add_parser("demo", help="start the lab, round-trip on every protocol, write exports/")
+    def workload_args(p: argparse.ArgumentParser, rate: float = 1000.0, duration: float = 10.0) -> None:
+        p.add_argument("--rate", type=float, default=rate, help="offered msgs/s, all publishers together")
+        p.add_argument("--duration", type=float, default=duration, help="measured seconds")
+        p.add_argument("--count", type=int, default=None, help="measured messages (instead of --duration)")
+        p.add_argument("--warmup", type=float, default=None, help="warm-up seconds, left out of summaries")
+        p.add_argument("--drain", type=float, default=2.0, help="seconds to wait for stragglers")
+        p.add_argument("--payload", type=int, default=100, help="payload bytes (envelope included)")
+        p.add_argument("--arrivals", default="fixed", choices=["fixed", "poisson", "burst"])
+        p.add_argument("--publishers", type=int, default=1)
+        p.add_argument("--subscribers", type=int, default=1)
+        p.add_argument("--topics", type=int, default=1)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                       help="protocol option, e.g. qos=1 or amqp.confirms=true (repeatable)")
+        p.add_argument("--workers", default="process", choices=["process", "inline"])
+        p.add_argument("--mqtt-broker", default="amqtt", choices=["amqtt", "mosquitto"])
+        p.add_argument("--out", default=None, help="save the Result (.csv, .csv.gz or .parquet)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    run_p = sub.add_parser("run", help="one measured run on one protocol")
+    run_p.add_argument("--protocol", required=True, choices=["mqtt", "amqp", "ws", "sse", "tcp"])
+    workload_args(run_p)
+    run_p.set_defaults(func=cmd_run)
+
+    cmp_p = sub.add_parser("compare", help="the same workload over several protocols, interleaved repetitions")
+    cmp_p.add_argument("--protocols", default="mqtt,amqp,ws,sse")
+    cmp_p.add_argument("--repetitions", type=int, default=3)
+    cmp_p.add_argument("--report", default=None, help="folder for summary.md, summary.csv and charts")
+    workload_args(cmp_p)
+    cmp_p.set_defaults(func=cmd_compare)
+
+    cap_p = sub.add_parser("capacity", help="highest sustained rate with no loss and p99 under a bound")
+    cap_p.add_argument("--protocol", required=True, choices=["mqtt", "amqp", "ws", "sse", "tcp"])
+    cap_p.add_argument("--p99-ms", type=float, default=10.0)
+    cap_p.add_argument("--max-rate", type=float, default=200_000.0)
+    cap_p.add_argument("--steps", type=int, default=10)
+    workload_args(cap_p, rate=500.0, duration=3.0)
+    cap_p.set_defaults(func=cmd_capacity)
+
+    demo = sub.add_parser("demo", help="start the lab, compare the protocols, write exports/")
     lab_args(demo)
-    demo.add_argument("--count", type=int, default=50, help="round trips per protocol")
-    demo.add_argument("--out", default="exports", help="folder for the summary files")
+    demo.add_argument("--rate", type=float, default=1000.0)
+    demo.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
+    demo.add_argument("--repetitions", type=int, default=3)
+    demo.add_argument("--reference", default="data/reference/comparison.csv.gz",
+                      help="a saved Result to diff against (skipped when missing)")
+    demo.add_argument("--out", default="exports", help="folder for the summary, charts and Result")
     demo.set_defaults(func=cmd_demo)
     return parser
 

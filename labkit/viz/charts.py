@@ -283,11 +283,12 @@ def diff_chart(report: DiffReport, ax: Axes | None = None) -> Axes:
 # ----------------------------------------------------------------------------------------------- files
 
 def save_figure(fig_or_ax: Figure | Axes, folder: str | Path, name: str,
-                formats: Sequence[str] | str = ("png", "svg")) -> list[Path]:
+                formats: Sequence[str] | str = ("png", "svg"), close: bool = False) -> list[Path]:
     """Write the figure as ``<folder>/<name>.<format>`` for each format; return the paths.
 
     ``name`` is a plain file name (no ``/``, ``\\`` or leading ``.``); other
     unsafe characters become ``-``.  The folder is created if needed.
+    ``close=True`` releases the figure afterwards (for scripts that draw many).
     """
     fig: Any = fig_or_ax
     for _ in range(4):  # an Axes (or a SubFigure) leads to its root Figure
@@ -316,4 +317,8 @@ def save_figure(fig_or_ax: Figure | Axes, folder: str | Path, name: str,
             fig.savefig(target, format=fmt)
         paths.append(target)
     log.info("saved figure %s as %s", stem, ", ".join(p.suffix for p in paths))
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return paths

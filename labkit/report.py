@@ -1,0 +1,107 @@
+"""A comparison written for people: a Markdown summary, a CSV, charts, the raw Result.
+
+``write_report(result, "exports")`` is what ``make demo`` and ``labkit compare
+--report`` leave in exports/.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .experiment.result import Result, diff
+
+__all__ = ["REPORT_METRICS", "summary_table", "markdown_table", "write_report"]
+
+#: (summary column, heading with its unit) in the order the report shows them.
+REPORT_METRICS: tuple[tuple[str, str], ...] = (
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("p99_sent_ms", "p99 from sent ms"),
+    ("throughput_msgs_s", "msgs/s"),
+    ("lost", "lost"),
+    ("duplicated", "duplicated"),
+    ("wire_bytes_per_msg_sent", "bytes/msg out"),
+    ("wire_bytes_per_msg_received", "bytes/msg in"),
+    ("client_cpu_pct", "client CPU %"),
+    ("broker_cpu_pct", "broker CPU %"),
+    ("tcp_ratio_p50", "p50 / TCP"),
+)
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if abs(value) >= 0.01 or value == 0 else f"{value:.2g}"
+
+
+def summary_table(result: Result, metrics: Sequence[tuple[str, str]] = REPORT_METRICS) -> pd.DataFrame:
+    """One row per series: each metric's median over repetitions, with [min-max] when runs differ."""
+    agg = result.aggregate([m for m, _ in metrics if m in result.summary.columns])
+    rows: dict[str, dict[str, str]] = {}
+    for _, r in agg.iterrows():
+        cell = _fmt(r["median"])
+        if r["n"] > 1 and r["min"] != r["max"]:
+            cell += f" [{_fmt(r['min'])}-{_fmt(r['max'])}]"
+        row = rows.setdefault(r["series"], {"series": r["series"], "runs": str(r["runs"]),
+                                             "behind": "yes" if r["behind"] else ""})
+        row[dict(metrics)[r["metric"]]] = cell
+    columns = ["series", "runs", *[h for m, h in metrics if m in result.summary.columns], "behind"]
+    return pd.DataFrame(list(rows.values()), columns=columns).fillna("-")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table (no extra dependency)."""
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def write_report(result: Result, folder: str | Path, name: str = "comparison",
+                 reference: Result | None = None) -> list[Path]:
+    """Write ``name``.csv.gz (the Result), summary.md, summary.csv and the charts into ``folder``."""
+    from .viz import latency_ecdf, percentile_bars, save_figure
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [result.save(out / f"{name}.csv.gz")]
+    table = summary_table(result)
+    table.to_csv(out / "summary.csv", index=False)
+    written.append(out / "summary.csv")
+    behind = result.summary[result.summary.get("behind", False).astype(bool)] if "behind" in result.summary else []
+    workload: dict[str, Any] = result.meta.get("workload", {})
+    lines = [
+        "# labkit protocol comparison", "",
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+        f"({platform.machine()}, Python {platform.python_version()}).",
+        f"Workload: {workload.get('rate', '?')} msgs/s offered, {workload.get('payload_bytes', '?')}-byte payloads, "
+        f"{workload.get('publishers', '?')} publisher(s), {workload.get('subscribers', '?')} subscriber(s); "
+        f"medians over repetitions, [min-max] when they differ. Latency is one-way, from the intended send "
+        "time (open loop); 'from sent' starts at the actual send.", "",
+        markdown_table(table), "",
+    ]
+    if len(behind):
+        lines += ["Runs that could not keep their rate:", ""]
+        lines += [f"- {r.implementation} (repetition {r.repetition}): {r.behind_reason}" for r in behind.itertuples()]
+        lines.append("")
+    if reference is not None:
+        report = diff(reference, result)
+        lines += ["## Against the reference run", "", markdown_table(report.table.round(3)), ""]
+        report.table.to_csv(out / "diff_vs_reference.csv", index=False)
+        written.append(out / "diff_vs_reference.csv")
+    (out / "summary.md").write_text("\n".join(lines))
+    written.append(out / "summary.md")
+    for chart, draw in (("latency_ecdf", latency_ecdf), ("percentiles", percentile_bars)):
+        written += save_figure(draw(result), out, chart, formats=("png", "svg"), close=True)
+    return written
