@@ -6,6 +6,7 @@ interface for all four, and measurements taken the same way for each.
 
 from __future__ import annotations
 
+from . import check
 from .brokers.base import State
 from .brokers.process import BrokerProcess
 from .errors import (
@@ -65,6 +66,7 @@ __all__ = [
     "URL_KEYS",
     "Result",
     "Workload",
+    "check",
     "client",
     "compare",
     "diff",
