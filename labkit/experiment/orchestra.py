@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import errors
 from ..errors import LabkitError, LabkitTimeout
-from .worker import PublisherWorker, SubscriberWorker
+from .worker import ACK_TIMEOUT_S, PublisherWorker, SubscriberWorker
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,22 @@ class _ProcessWorker:
         self.job = job
         self.proc: asyncio.subprocess.Process | None = None
 
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.job["out_dir"], f"{self.job['role']}-{self.job['index']}.log")
+
+    def _log_tail(self, limit: int = 2000) -> str:
+        """The end of the worker's stderr (at most ``limit`` bytes) on one line, for error messages."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(self.log_path) - limit))
+                lines = f.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return f"; its log ends: {' | '.join(lines[-4:])}" if lines else ""
+
     async def start(self) -> None:
-        stderr = open(os.path.join(self.job["out_dir"], f"{self.job['role']}-{self.job['index']}.log"), "ab")  # noqa: SIM115
+        stderr = open(self.log_path, "ab")  # noqa: SIM115
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "labkit.experiment.worker",
@@ -70,15 +85,16 @@ class _ProcessWorker:
         try:
             line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
         except TimeoutError:
-            raise LabkitTimeout(f"{self.job['role']} worker {self.job['index']} said nothing within {timeout:g} s "
-                                f"(log: {self.job['out_dir']})") from None
+            raise LabkitTimeout(f"{self.job['role']} worker {self.job['index']} said nothing within {timeout:g} s"
+                                f"{self._log_tail()}") from None
         if not line:
             code = await asyncio.wait_for(self.proc.wait(), 10)
-            raise LabkitError(f"{self.job['role']} worker {self.job['index']} exited with code {code} "
-                              f"(log: {self.job['out_dir']})")
+            raise LabkitError(f"{self.job['role']} worker {self.job['index']} exited with code {code}"
+                              f"{self._log_tail()}")
         message = json.loads(line)
         if message.get("event") == "error":
-            raise LabkitError(f"{self.job['role']} worker {self.job['index']}: {message['error']}")
+            raise _error_class(message.get("type"))(f"{self.job['role']} worker {self.job['index']}: "
+                                                    f"{message['error']}")
         return message
 
     async def stop(self) -> None:
@@ -93,6 +109,12 @@ class _ProcessWorker:
             await asyncio.wait_for(self.proc.wait(), 5)
 
 
+def _error_class(name: Any) -> type[LabkitError]:
+    """The labkit exception class a worker named in its error report (LabkitError if unknown)."""
+    cls = getattr(errors, str(name), None)
+    return cls if isinstance(cls, type) and issubclass(cls, LabkitError) else LabkitError
+
+
 class _InlineWorker:
     """The same worker as a task of the caller's event loop."""
 
@@ -101,6 +123,7 @@ class _InlineWorker:
         cls = PublisherWorker if job["role"] == "pub" else SubscriberWorker
         self.worker = cls(job, workload)
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
         self.proc = None
 
     async def start(self) -> None:
@@ -129,12 +152,25 @@ class _InlineWorker:
         raise LabkitTimeout(f"{self.job['role']} worker {self.job['index']} said nothing within {timeout:g} s")
 
     async def stop(self) -> None:
+        """Cancel what the worker is still doing (a run that failed elsewhere) and close its client."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if isinstance(self.worker, SubscriberWorker):
+            for task in self.worker._tasks:
+                task.cancel()
+            await asyncio.gather(*self.worker._tasks, return_exceptions=True)
         await self.worker.close()
 
 
 async def run_workers(jobs: list[dict[str, Any]], workload: Any, inline: bool, expected_per_sub: int,
-                      horizon_ns: int, drain_ns: int) -> Reports:
-    """Run the publisher and subscriber ``jobs`` through every phase; always stops them."""
+                      horizon_ns: int, drain_ns: int, stall_s: float = 0.0) -> Reports:
+    """Run the publisher and subscriber ``jobs`` through every phase; always stops them.
+
+    ``horizon_ns``: the last intended send (ns after the start); ``drain_ns``:
+    how long subscribers wait after the last publisher finished; ``stall_s``:
+    a subscriber stall (s) the deadlines must allow for.
+    """
     workers = [(_InlineWorker({**j, "inline": True}, workload) if inline else _ProcessWorker(j)) for j in jobs]
     subs = [w for w in workers if w.job["role"] == "sub"]
     pubs = [w for w in workers if w.job["role"] == "pub"]
@@ -151,13 +187,15 @@ async def run_workers(jobs: list[dict[str, Any]], workload: Any, inline: bool, e
         reports.start_ns = start_ns
         for w in pubs:
             w.send({"cmd": "go", "start_ns": start_ns})
-        run_timeout = (START_MARGIN_NS + horizon_ns) / 1e9 + max(30.0, horizon_ns / 1e9)
+        # A publisher paces until horizon + max(10 s, horizon), then waits up to ACK_TIMEOUT_S for acks.
+        horizon_s = horizon_ns / 1e9
+        run_timeout = START_MARGIN_NS / 1e9 + horizon_s + max(10.0, horizon_s) + ACK_TIMEOUT_S + 10.0
         reports.publishers = [await w.receive(run_timeout) for w in pubs]
         reports.end_ns = time.monotonic_ns()
         deadline = time.monotonic_ns() + drain_ns
         for w in subs:
             w.send({"cmd": "stop_at", "deadline_ns": deadline, "expected": expected_per_sub})
-        reports.subscribers = [await w.receive(drain_ns / 1e9 + 30.0) for w in subs]
+        reports.subscribers = [await w.receive(drain_ns / 1e9 + stall_s + 30.0) for w in subs]
         return reports
     finally:
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)

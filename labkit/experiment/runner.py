@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import platform
 import shutil
 import tempfile
@@ -94,26 +95,53 @@ def _versions() -> dict[str, str]:
 def _jobs(target: Target, workload: Workload, resolved: dict[str, Any], out_dir: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
     base = {"protocol": target.protocol, "url": target.url, "urls": target.urls, "prefix": target.prefix,
             "options": resolved, "workload": workload.to_dict(), "out_dir": out_dir}
-    jobs = [{**base, "role": "sub", "index": i, **extra.get("sub", {})} for i in range(workload.subscribers)]
+    jobs = [{**base, "role": "sub", "index": i, **(extra.get("sub0", {}) if i == 0 else {})}
+            for i in range(workload.subscribers)]
     jobs += [{**base, "role": "pub", "index": i} for i in range(workload.publishers)]
     return jobs
+
+
+#: Longest subscriber stall ``run`` accepts (s).
+MAX_STALL_S = 60.0
+
+
+def _check_run_args(workload: Any, workers: str, subscriber_stall: Any) -> None:
+    """ConfigError for a wrong ``workload``, ``workers`` or ``subscriber_stall`` (before anything starts)."""
+    if not isinstance(workload, Workload):
+        raise ConfigError(f"workload={workload!r} must be a labkit Workload, such as Workload(rate=1000, "
+                          "duration_s=5)")
+    if workers not in ("process", "inline"):
+        raise ConfigError(f"workers={workers!r} must be 'process' or 'inline'")
+    if workers == "process" and workload.payload is not None:
+        raise ConfigError("a payload generator cannot cross into worker processes; pass workers='inline' "
+                          "or use payload_bytes")
+    if subscriber_stall is None:
+        return
+    ok = isinstance(subscriber_stall, (tuple, list)) and len(subscriber_stall) == 2
+    after, seconds = subscriber_stall if ok else (None, None)
+    ok = ok and isinstance(after, int) and not isinstance(after, bool) and after >= 0
+    ok = ok and isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
+    if not ok or not 0 < seconds <= MAX_STALL_S:
+        raise ConfigError(f"subscriber_stall={subscriber_stall!r} must be (messages, seconds): a whole number "
+                          f">= 0 and 0 < seconds <= {MAX_STALL_S:g}, such as (500, 0.5)")
+    if workers == "inline":
+        raise ConfigError("subscriber_stall needs workers='process': an inline subscriber shares the event loop "
+                          "with the publishers, so stalling it would stall them too")
 
 
 async def run_on(target: Target, workload: Workload, options: dict[str, Any] | None = None, *,
                  scenario: str = "bench", workers: str = "process", repetition: int = 0,
                  subscriber_stall: tuple[int, float] | None = None) -> Result:
     """One run of ``workload`` against ``target``; see :func:`run`."""
-    if workers not in ("process", "inline"):
-        raise ConfigError(f"workers={workers!r} must be 'process' or 'inline'")
-    if workers == "process" and workload.payload is not None:
-        raise ConfigError("a payload generator cannot cross into worker processes; pass workers='inline' "
-                          "or use payload_bytes")
+    _check_run_args(workload, workers, subscriber_stall)
     resolved = resolve_options(target.protocol, options)
     run_id = uuid.uuid4().hex[:12]
     out_dir = tempfile.mkdtemp(prefix="labkit-run-")
     extra: dict[str, Any] = {}
+    stall_s = 0.0
     if subscriber_stall is not None:
-        extra["sub"] = {"stall_after": subscriber_stall[0], "stall_s": subscriber_stall[1]}
+        stall_s = float(subscriber_stall[1])
+        extra["sub0"] = {"stall_after": int(subscriber_stall[0]), "stall_s": stall_s}
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     try:
         horizon = max(int(schedule_ns(workload, p)[-1]) for p in range(workload.publishers))
@@ -121,13 +149,14 @@ async def run_on(target: Target, workload: Workload, options: dict[str, Any] | N
         wall0 = time.monotonic()
         reports: Reports = await run_workers(
             _jobs(target, workload, resolved, out_dir, extra), workload, workers == "inline",
-            expected_per_sub=expected_total(workload), horizon_ns=horizon, drain_ns=int(workload.drain_s * 1e9))
+            expected_per_sub=expected_total(workload), horizon_ns=horizon, drain_ns=int(workload.drain_s * 1e9),
+            stall_s=stall_s)
         broker_cpu_s = _tree_cpu_s(target.broker_pids) - cpu0
         wall_s = time.monotonic() - wall0
         sent = np.concatenate([np.load(r["records"]) for r in reports.publishers])
         received = np.concatenate([np.load(r["records"]) for r in reports.subscribers])
     finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)  # errors carry the tail of a failed worker's log
     lo, hi = measure_window_ns(workload)
     analysis = analyse(sent, received, workload.subscribers, (reports.start_ns + lo, reports.start_ns + hi))
     label = implementation_label(target.protocol, target.broker, resolved)
@@ -146,10 +175,11 @@ async def run_on(target: Target, workload: Workload, options: dict[str, Any] | N
 class _LabScope:
     """Use the caller's lab, or start (and later close) one with just what a call needs."""
 
-    def __init__(self, lab: Any, protocols: Sequence[str], mqtt: str = "amqtt") -> None:
+    def __init__(self, lab: Any, protocols: Sequence[str], mqtt: str = "amqtt", relay: bool = False) -> None:
         self.given = lab
         self.protocols = [p for p in protocols if p != "tcp"]
         self.mqtt = mqtt
+        self.need_relay = relay or "tcp" in protocols
         self.lab: Any = None
         self.relay: Any = None
 
@@ -161,7 +191,12 @@ class _LabScope:
             self.lab = self.given
         elif self.protocols:
             self.lab = await asyncio.to_thread(Lab(self.protocols, mqtt=self.mqtt).start)
-        self.relay = await asyncio.to_thread(BrokerProcess("tcp").start)
+        if self.need_relay:
+            try:
+                self.relay = await asyncio.to_thread(BrokerProcess("tcp").start)
+            except BaseException:
+                await self.__aexit__()
+                raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -200,11 +235,14 @@ async def run(protocol: str, workload: Workload | None = None, *, lab: Any = Non
     ``lab``: a started :class:`labkit.Lab` (default: a private one for this run).
     ``options``: protocol options (see :data:`labkit.experiment.options.OPTIONS`), e.g. ``{"qos": 1}``.
     ``workers``: ``"process"`` (default; clients in worker processes) or ``"inline"``.
-    ``subscriber_stall``: (after N messages, stall s) makes subscriber 0 stop reading once, for teaching lag.
+    ``subscriber_stall``: (after N messages, stall s) makes subscriber 0 stop reading once, for teaching
+    lag: its process blocks, so what arrives meanwhile waits in the kernel's and the broker's buffers
+    (needs ``workers="process"``; 0 < s <= 60).
     """
     _check_protocols([protocol])
     resolve_options(protocol, options)
-    workload = workload or Workload()
+    workload = Workload() if workload is None else workload
+    _check_run_args(workload, workers, subscriber_stall)
     async with _LabScope(lab, [protocol], mqtt) as scope:
         return await run_on(scope.target(protocol), workload, options, scenario=scenario, workers=workers,
                             subscriber_stall=subscriber_stall)
@@ -222,24 +260,24 @@ async def compare(protocols: Sequence[str] | str = ("mqtt", "amqp", "ws", "sse")
     and ``tcp_ratio_rate`` (each run against the same repetition's TCP run).
     """
     chosen = _check_protocols(protocols)
-    if not isinstance(repetitions, int) or repetitions < 1:
+    if not isinstance(repetitions, int) or isinstance(repetitions, bool) or repetitions < 1:
         raise ConfigError(f"repetitions={repetitions!r} must be a whole number >= 1 (3 or more for a spread)")
     options = options or {}
     for p, o in options.items():
         if p not in chosen:
             raise ConfigError(f"options given for {p!r}, which is not among protocols={chosen}")
         resolve_options(p, o)
-    workload = workload or Workload()
-    order = (["tcp"] if baseline else []) + [p for p in chosen if p != "tcp"]
-    total = repetitions * len(order)
+    workload = Workload() if workload is None else workload
+    _check_run_args(workload, workers, None)
+    head = ["tcp"] if baseline else []
+    body = [p for p in dict.fromkeys(chosen) if not (baseline and p == "tcp")]
+    total = repetitions * (len(head) + len(body))
     results: list[Result] = []
-    async with _LabScope(lab, chosen, mqtt) as scope:
+    async with _LabScope(lab, chosen, mqtt, relay=baseline) as scope:
         done = 0
         for rep in range(repetitions):
-            shift = rep % max(1, len(order) - (1 if baseline else 0))
-            body = order[1:] if baseline else order
-            rotated = (order[:1] if baseline else []) + body[shift:] + body[:shift]
-            for p in rotated:
+            shift = rep % max(1, len(body))
+            for p in head + body[shift:] + body[:shift]:
                 _note(progress, f"repetition {rep + 1}/{repetitions}: {p}", done / total)
                 results.append(await run_on(scope.target(p), workload, options.get(p), scenario=scenario,
                                             workers=workers, repetition=rep))
@@ -254,12 +292,27 @@ async def sweep(parameter: str, values: Sequence[Any], protocols: Sequence[str] 
                 progress: Progress | None = None) -> Result:
     """Run once per value of ``parameter`` (a Workload field such as ``rate`` or a protocol option such as ``qos``)."""
     chosen = _check_protocols(protocols)
-    workload = workload or Workload()
+    workload = Workload() if workload is None else workload
+    _check_run_args(workload, workers, None)
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ConfigError(f"values={values!r} must be a list of values to sweep, e.g. [500, 1000, 2000]")
+    values = list(values)
     if not values:
         raise ConfigError("values is empty; give the values of the parameter to sweep, e.g. [500, 1000, 2000]")
-    is_field = parameter in workload.to_dict()
+    is_field = parameter in workload.to_dict() and parameter != "payload_fn"
     if not is_field and not any(parameter in resolve_options(p, None) for p in chosen):
         raise ConfigError(f"parameter={parameter!r} is neither a Workload field nor an option of {chosen}")
+    for p, o in (options or {}).items():
+        if p not in chosen:
+            raise ConfigError(f"options given for {p!r}, which is not among protocols={chosen}")
+        resolve_options(p, o)
+    for value in values:  # every value checked before any broker starts
+        if is_field:
+            workload.replace(**{parameter: value})
+        else:
+            for p in chosen:
+                if parameter in resolve_options(p, None):
+                    resolve_options(p, {**(options or {}).get(p, {}), parameter: value})
     results = []
     total = len(values) * len(chosen)
     async with _LabScope(lab, chosen, mqtt) as scope:
@@ -287,16 +340,23 @@ async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_
     """The highest sustained rate (msgs/s) with nothing lost and p99 latency under ``p99_ms``.
 
     A bounded search: the rate doubles from ``start_rate`` until a run fails
-    (loss, p99 over the bound, or the publisher could not keep its rate), then
+    (loss, p99 over the bound, the publishers could not keep the rate, or the
+    subscribers fell further and further behind), then
     bisects between the last good and the first bad rate; at most ``steps`` runs.
     Every trial run is in the Result; ``meta["capacity_msgs_s"]`` holds the answer.
     """
     for name, value in (("p99_ms", p99_ms), ("start_rate", start_rate), ("max_rate", max_rate)):
-        if not isinstance(value, (int, float)) or not value > 0:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
             raise ConfigError(f"{name}={value!r} must be a positive number")
-    if not isinstance(steps, int) or not 2 <= steps <= 40:
+    if start_rate > max_rate:
+        raise ConfigError(f"start_rate={start_rate!r} is above max_rate={max_rate!r} (msgs/s); lower start_rate")
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= 40:
         raise ConfigError(f"steps={steps!r} must be a whole number from 2 to 40")
-    base = workload or Workload(duration_s=3.0, warmup_s=0.5)
+    _check_protocols([protocol])
+    resolve_options(protocol, options)
+    base = Workload(duration_s=3.0, warmup_s=0.5) if workload is None else workload
+    _check_run_args(base, workers, None)
+    base.replace(rate=float(start_rate))  # a start rate the workload cannot take fails before any run
     good, bad = 0.0, None
     rate = float(start_rate)
     results = []
@@ -306,7 +366,8 @@ async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_
             r = await run_on(scope.target(protocol), base.replace(rate=rate), options, scenario="capacity",
                              workers=workers)
             row = r.summary.iloc[0]
-            ok = int(row["lost"]) == 0 and float(row["p99_ms"]) <= p99_ms and not bool(row["behind"])
+            ok = (int(row["lost"]) == 0 and float(row["p99_ms"]) <= p99_ms and not bool(row["behind"])
+                  and not bool(row["subscribers_behind"]))
             results.append(add_columns(r, capacity_trial=step, capacity_ok=ok))
             if ok:
                 good = rate
@@ -323,5 +384,6 @@ async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_
     _note(progress, "done", 1.0)
     out = Result.concat(results)
     out.meta["capacity_msgs_s"] = good
-    out.meta["capacity_rule"] = f"no loss, p99 <= {p99_ms} ms, publisher kept its rate"
+    out.meta["capacity_rule"] = (f"no loss, p99 <= {p99_ms} ms, publishers kept the offered rate, "
+                                 "subscribers kept up")
     return out

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .pacing import BEHIND_P99_LAG_NS, BEHIND_RATE_RATIO
 from .records import Analysis
 from .result import OPTION_PREFIX, Result
 from .workload import Workload, topic_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["summarise", "add_columns", "baseline_ratios", "MAX_ROWS", "subscriber_lag"]
+__all__ = ["summarise", "add_columns", "baseline_ratios", "MAX_ROWS", "subscriber_lag", "publishers_behind"]
 
 #: Largest number of message rows kept in a Result; beyond it rows are sampled (histograms stay exact).
 MAX_ROWS = 2_000_000
@@ -42,6 +43,25 @@ def subscriber_lag(messages: pd.DataFrame) -> tuple[bool, str, float, float]:
     reason = (f"subscribers fell behind: latency from sent grew from {first:.2f} ms to {last:.2f} ms "
               f"over the run") if behind else ""
     return behind, reason, first, last
+
+
+def publishers_behind(analysis: Analysis, unsent: int) -> tuple[bool, str]:
+    """Did the publishers fail to offer the load?  (flag, reason).
+
+    Decided on the numbers the summary reports, so the two always agree:
+    behind when ``achieved_send_rate < BEHIND_RATE_RATIO x offered_rate``
+    (msgs/s, measured messages) or when messages were left unsent at the
+    publishers' deadline.
+    """
+    reasons = []
+    offered, achieved = analysis.offered_rate, analysis.achieved_send_rate
+    if not math.isnan(offered) and not math.isnan(achieved) and achieved < BEHIND_RATE_RATIO * offered:
+        reasons.append(f"publishers sent {achieved:,.0f} msgs/s of {offered:,.0f} offered "
+                       f"(< {BEHIND_RATE_RATIO:.0%}): the numbers describe a lower load than asked; "
+                       "lower the rate or add publishers")
+    if unsent:
+        reasons.append(f"{unsent} message(s) left unsent at the publishers' deadline")
+    return bool(reasons), "; ".join(reasons)
 
 
 def _mean(values: list[float | None]) -> float:
@@ -83,11 +103,10 @@ def summarise(analysis: Analysis, reports: Any, meta: dict[str, Any], *, broker_
     pct = analysis.latency_percentiles((50, 90, 99, 99.9, 100))
     pct_sent = analysis.latency_percentiles((50, 90, 99, 99.9, 100), from_sent=True)
     pace = [r["pace"] for r in pubs]
-    pub_behind = [p for p in pace if p.get("behind")]
+    unsent = sum(int(p.get("unsent", 0)) for p in pace)
+    behind, behind_reason = publishers_behind(analysis, unsent)
     sub_behind, sub_reason, lag_first, lag_last = subscriber_lag(analysis.messages)
-    reasons = [f"publisher {i}: {p['reason']}" for i, p in enumerate(pace) if p.get("behind")]
-    if sub_reason:
-        reasons.append(sub_reason)
+    notes = _notes(pubs, subs, sub_reason)
     sent_total = sum(int(p["sent"]) for p in pace)
     received_total = sum(int(r["received"]) for r in subs)
     wire_sent = _sum([r.get("wire_sent") for r in pubs])
@@ -117,15 +136,41 @@ def summarise(analysis: Analysis, reports: Any, meta: dict[str, Any], *, broker_
         "publisher_lag_p99_ms": max((p["p99_lag_ns"] for p in pace), default=0) / 1e6,
         "subscriber_lag_first_ms": lag_first, "subscriber_lag_last_ms": lag_last,
         "acks_missing": sum(int(r.get("acks_missing", 0)) for r in pubs),
-        "unsent": sum(int(p.get("unsent", 0)) for p in pace),
-        "behind": bool(pub_behind) or sub_behind,
-        "behind_reason": "; ".join(reasons),
+        "acks_failed": sum(int(r.get("acks_failed", 0)) for r in pubs),
+        "acks_received": sum(int(r.get("acks_received", 0)) for r in pubs),
+        "ack_p50_ms": _mean([r.get("ack_p50_ms") for r in pubs]),
+        "ack_p99_ms": max((r["ack_p99_ms"] for r in pubs if r.get("ack_p99_ms") is not None), default=math.nan),
+        "unsent": unsent,
+        "behind": behind,
+        "behind_reason": behind_reason,
+        "subscribers_behind": sub_behind,
+        "notes": "; ".join(notes),
     }
-    for reason in reasons:
-        log.warning("%s %s: %s", meta["implementation"], run_id, reason)
+    if behind:
+        log.warning("%s %s: %s", meta["implementation"], run_id, behind_reason)
+    for note in notes:
+        log.info("%s %s: %s", meta["implementation"], run_id, note)
     hist = {run_id: analysis.histogram}
     return Result(messages=messages, summary=pd.DataFrame([row]), histograms=hist,
                   meta={**meta, "rows_sampled": sampled, "wall_s": wall_s})
+
+
+def _notes(pubs: list[dict[str, Any]], subs: list[dict[str, Any]], sub_reason: str) -> list[str]:
+    """What else a reader of the run should know: send jitter, lagging subscribers, failures."""
+    notes = []
+    for i, r in enumerate(pubs):
+        lag = int(r["pace"].get("p99_lag_ns") or 0)
+        if lag > BEHIND_P99_LAG_NS:
+            notes.append(f"publisher {i}: p99 send lag {lag / 1e6:.2f} ms > {BEHIND_P99_LAG_NS / 1e6:g} ms "
+                         "(latency from intended includes it)")
+        if int(r.get("acks_failed", 0)):
+            notes.append(f"publisher {i}: {r['acks_failed']} publish(es) failed: {r.get('ack_error', '')}")
+    if sub_reason:
+        notes.append(sub_reason)
+    for i, r in enumerate(subs):
+        if r.get("error"):
+            notes.append(f"subscriber {i} stopped early: {r['error']}")
+    return notes
 
 
 def add_columns(result: Result, **columns: Any) -> Result:

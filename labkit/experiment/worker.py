@@ -125,26 +125,64 @@ class PublisherWorker(_Worker):
         naps = {"nap": None} if self.job.get("inline") else {}
         report = await pace(offsets, start_ns, send, deadline_ns=deadline, **naps)
         meter = self._meter()
-        acked = await self._settle(acks, sent)
+        missing, failed, first_error = await self._settle(acks, sent)
         path = os.path.join(self.job["out_dir"], f"sent-{pub}.npy")
-        np.save(path, sent[: report.sent])
-        return {"records": path, "pace": report.to_dict(), "acks_missing": acked, **meter}
+        done = sent[: report.sent]
+        np.save(path, done)
+        return {"records": path, "pace": report.to_dict(), "acks_missing": missing, "acks_failed": failed,
+                "ack_error": first_error, **_ack_times(acks, done), **meter}
 
-    async def _settle(self, acks: list[Any], sent: np.ndarray) -> int:
-        """Wait (bounded) for outstanding acknowledgements; return how many never came."""
-        pending = [(i, a) for i, a in enumerate(acks) if a is not None and not a.is_done()]
+    async def _settle(self, acks: list[Any], sent: np.ndarray) -> tuple[int, int, str]:
+        """Wait (bounded) for outstanding acknowledgements.
+
+        Returns (never came, came as a failure, the first failure's text).
+        A failed acknowledgement (AMQP nack, a rejected SSE POST, a lost MQTT
+        connection) leaves ``acked_ns`` at -1: the broker did not take the message.
+        """
+        pending = [a for a in acks if a is not None and not a.is_done()]
         if pending:
-            waits = [a.wait(ACK_TIMEOUT_S) for _, a in pending]
-            await asyncio.gather(*waits, return_exceptions=True)
-        missing = 0
+            await asyncio.gather(*(a.wait(ACK_TIMEOUT_S) for a in pending), return_exceptions=True)
+        missing = failed = 0
+        first_error = ""
         for i, a in enumerate(acks):
             if a is None:
                 continue
-            if a.acked_ns is None:
+            error = _ack_error(a)
+            if error is not None:
+                failed += 1
+                first_error = first_error or (str(error) or type(error).__name__)
+            elif a.acked_ns is None:
                 missing += 1
             else:
                 sent["acked_ns"][i] = a.acked_ns
-        return missing
+        return missing, failed, first_error
+
+
+def _ack_times(acks: list[Any], sent: np.ndarray) -> dict[str, Any]:
+    """How many measured messages the broker acknowledged, and the publish-to-ack times (ms).
+
+    Only acknowledgements that came from the broker count (MQTT PUBACK/PUBCOMP,
+    AMQP confirms, SSE POST answers), not the ready-made ones of modes without.
+    """
+    times = [(sent["acked_ns"][i] - a.sent_ns) / 1e6 for i, a in enumerate(acks[: len(sent)])
+             if a is not None and getattr(a, "_future", None) is not None and not sent["warmup"][i]
+             and sent["acked_ns"][i] >= 0]
+    if not times:
+        return {"acks_received": 0, "ack_p50_ms": None, "ack_p99_ms": None}
+    p50, p99 = np.percentile(times, (50, 99))
+    return {"acks_received": len(times), "ack_p50_ms": float(p50), "ack_p99_ms": float(p99)}
+
+
+def _ack_error(ack: Any) -> BaseException | None:
+    """The error an :class:`~labkit.protocols.base.Ack` completed with, or None.
+
+    ``Ack`` stamps ``acked_ns`` on failures too and has no public accessor for
+    the error, so this reads its future (done futures only: never blocks).
+    """
+    future = getattr(ack, "_future", None)
+    if future is None or not future.done() or future.cancelled():
+        return None
+    return future.exception()
 
 
 class SubscriberWorker(_Worker):
@@ -160,6 +198,8 @@ class SubscriberWorker(_Worker):
         self._expected: int | None = None
         self.stall_after = int(job.get("stall_after", -1))
         self.stall_s = float(job.get("stall_s", 0.0))
+        self.error = ""
+        self._stalled = False
 
     async def prepare(self) -> dict[str, Any]:
         connect_ms = await self.connect()
@@ -174,7 +214,6 @@ class SubscriberWorker(_Worker):
     async def _read(self, sub: Any) -> None:
         rows = self.rows
         me = self.index
-        stalled = False
         try:
             async for msg in sub:
                 try:
@@ -185,12 +224,26 @@ class SubscriberWorker(_Worker):
                 rows.append((me, env.pub, env.seq, msg.received_ns, env.intended_ns, env.sent_ns, msg.redelivered))
                 if self._expected is not None and len(rows) >= self._expected:
                     self._enough.set()
-                if not stalled and len(rows) == self.stall_after:
-                    stalled = True
-                    await asyncio.sleep(self.stall_s)
+                if not self._stalled and len(rows) >= self.stall_after >= 0:
+                    self._stalled = True  # once per subscriber, whichever topic's reader gets there
+                    self._stall()
         except LabkitError as exc:
             log.warning("subscriber %d: %s", me, exc)
+            self.error = self.error or str(exc)
             self._enough.set()
+
+    def _stall(self) -> None:
+        """Stop reading for ``stall_s`` seconds: a blocking sleep, so this process's event loop stops too.
+
+        The client's own reader stamps ``received_ns`` as it decodes, so an
+        ``asyncio.sleep`` here would leave it reading (and stamping) on time and
+        hide the stall.  Blocking the loop leaves the messages in the kernel's
+        and the broker's buffers, as a slow consumer does, and they arrive late
+        once it reads again.  Only in a worker process (the runner refuses a
+        stall with inline workers, where it would stop the publishers too).
+        """
+        log.info("subscriber %d: stalling %.3f s after %d messages", self.index, self.stall_s, len(self.rows))
+        time.sleep(self.stall_s)
 
     async def collect(self, deadline_ns: int, expected: int) -> dict[str, Any]:
         """Receive until ``expected`` messages arrived or the drain deadline passed."""
@@ -210,7 +263,8 @@ class SubscriberWorker(_Worker):
         path = os.path.join(self.job["out_dir"], f"received-{self.index}.npy")
         np.save(path, received)
         pending = sum(getattr(s, "pending", 0) for s in self._subs)
-        return {"records": path, "received": len(received), "not_envelopes": self.bad, "pending": pending, **meter}
+        return {"records": path, "received": len(received), "not_envelopes": self.bad, "pending": pending,
+                "error": self.error, **meter}
 
 
 # --- process entry point -------------------------------------------------------
