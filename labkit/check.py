@@ -198,12 +198,14 @@ def lossless(result: Any) -> Check:
             problems.append(f"{label} sent nothing")
         elif int(row["lost"]) > 0:
             problems.append(f"{label} lost {int(row['lost']):,} of {expected:,} messages")
-            if "behind_reason" in s.columns and isinstance(row["behind_reason"], str) and row["behind_reason"]:
-                reasons.append(f"{label}: {row['behind_reason']}")
+            said = [row[c] for c in ("behind_reason", "notes") if c in s.columns]
+            said = [text for text in said if isinstance(text, str) and text]
+            if said:
+                reasons.append(f"{label}: {'; '.join(said)}")
     if problems:
         hint = ("a subscriber that falls behind, a broker's queue limit (Mosquitto drops QoS 0 messages beyond "
                 "1,000 queued per subscriber) or a drain_s too short for the backlog loses messages; "
-                + (f"this run says: {'; '.join(reasons)}" if reasons else "look at summary['behind_reason']"))
+                + (f"this run says: {'; '.join(reasons)}" if reasons else "look at summary['notes']"))
         return _failed("; ".join(problems), hint)
     delivered = int(s["delivered"].sum())
     return _passed(f"all {len(s)} run(s) delivered every message: {delivered:,} deliveries, nothing lost")
@@ -220,7 +222,7 @@ def _qos_problem(summary: Any, name: str, want: int) -> Check | None:
                        f"pass options={{'qos': {want}}} to labkit.run for {name}")
     if int(summary["delivered"].sum()) == 0:
         return _failed(f"{name} delivered no messages, so it has no latency to compare",
-                       "look at its summary (lost, behind_reason) and run it again")
+                       "look at its summary (lost, behind_reason, notes) and run it again")
     return None
 
 

@@ -30,16 +30,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from .dtypes import RECEIVED_DTYPE, SENT_DTYPE
 from .histogram import Histogram
 
 __all__ = ["SENT_DTYPE", "RECEIVED_DTYPE", "Analysis", "analyse", "PHASES", "MESSAGE_COLUMNS"]
 
-#: One record per message a publisher sent.  acked_ns is -1 without an acknowledgement.
-SENT_DTYPE = np.dtype([("pub", "<i4"), ("seq", "<i8"), ("intended_ns", "<i8"), ("sent_ns", "<i8"),
-                       ("acked_ns", "<i8"), ("warmup", "?")])
-#: One record per copy a subscriber received (times copied from the envelope, plus received_ns).
-RECEIVED_DTYPE = np.dtype([("sub", "<i4"), ("pub", "<i4"), ("seq", "<i8"), ("received_ns", "<i8"),
-                           ("intended_ns", "<i8"), ("sent_ns", "<i8"), ("redelivered", "?")])
 #: Values of the ``phase`` column ("after": outside ``measure_window_ns``, past its end).
 PHASES = ("warmup", "measure", "after")
 #: Columns of :attr:`Analysis.messages`.

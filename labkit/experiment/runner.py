@@ -165,7 +165,13 @@ async def run_on(target: Target, workload: Workload, options: dict[str, Any] | N
         "broker": target.broker, "broker_version": target.broker_version, "options": resolved,
         "workload": workload.to_dict(), "seed": workload.seed, "started_at": started_at,
         "workers": workers, "mode": "one-way", "host": platform.node(), "versions": _versions(),
-        "repetition": repetition,
+        "repetition": repetition, "broker_local": target.local,
+        # Publishers and subscribers both run on this machine, so one-way latency holds even
+        # when the broker is elsewhere; only broker CPU is then unknown.
+        "client_settings": {role: [r.get("settings", {}) for r in reports.ready.get(role, [])][:1]
+                            for role in ("pub", "sub")},
+        "machine": {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                    "platform": platform.platform()},
     }
     return summarise(analysis, reports, meta, broker_cpu_s=broker_cpu_s if target.local else None, wall_s=wall_s)
 

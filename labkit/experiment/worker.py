@@ -27,9 +27,9 @@ import numpy as np
 from ..errors import ConfigError, LabkitError, LabkitTimeout
 from ..protocols import client as make_client
 from ..wire.envelope import EnvelopeError, decode, encode
+from .dtypes import RECEIVED_DTYPE, SENT_DTYPE
 from .options import split_options
 from .pacing import pace
-from .records import RECEIVED_DTYPE, SENT_DTYPE
 from .workload import Workload, schedule_ns, topic_of, warmup_count
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class PublisherWorker(_Worker):
         for i, a in enumerate(acks):
             if a is None:
                 continue
-            error = _ack_error(a)
+            error = a.error
             if error is not None:
                 failed += 1
                 first_error = first_error or (str(error) or type(error).__name__)
@@ -165,24 +165,12 @@ def _ack_times(acks: list[Any], sent: np.ndarray) -> dict[str, Any]:
     AMQP confirms, SSE POST answers), not the ready-made ones of modes without.
     """
     times = [(sent["acked_ns"][i] - a.sent_ns) / 1e6 for i, a in enumerate(acks[: len(sent)])
-             if a is not None and getattr(a, "_future", None) is not None and not sent["warmup"][i]
+             if a is not None and a.from_broker and not sent["warmup"][i]
              and sent["acked_ns"][i] >= 0]
     if not times:
         return {"acks_received": 0, "ack_p50_ms": None, "ack_p99_ms": None}
     p50, p99 = np.percentile(times, (50, 99))
     return {"acks_received": len(times), "ack_p50_ms": float(p50), "ack_p99_ms": float(p99)}
-
-
-def _ack_error(ack: Any) -> BaseException | None:
-    """The error an :class:`~labkit.protocols.base.Ack` completed with, or None.
-
-    ``Ack`` stamps ``acked_ns`` on failures too and has no public accessor for
-    the error, so this reads its future (done futures only: never blocks).
-    """
-    future = getattr(ack, "_future", None)
-    if future is None or not future.done() or future.cancelled():
-        return None
-    return future.exception()
 
 
 class SubscriberWorker(_Worker):

@@ -95,6 +95,19 @@ class Ack:
     def is_done(self) -> bool:
         return self._future is None or self._future.done()
 
+    @property
+    def from_broker(self) -> bool:
+        """True when a broker acknowledgement was asked for (False for modes without one)."""
+        return self._future is not None
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error the acknowledgement failed with (a nack, a refused POST), or None; never waits."""
+        f = self._future
+        if f is None or not f.done() or f.cancelled():
+            return None
+        return f.exception()
+
     async def wait(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
         """Wait for the acknowledgement at most ``timeout`` seconds."""
         if self._future is None:
