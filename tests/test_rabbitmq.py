@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from labkit.brokers import epmd as epmd_module
 from labkit.brokers import rabbitmq as rabbitmq_module
 from labkit.brokers.base import BrokerOptions, State
 from labkit.brokers.rabbitmq import (
@@ -94,7 +95,7 @@ async def test_private_node_lifecycle(tmp_path: Path) -> None:
         assert by_port[broker.port] == "127.0.0.1"
         assert by_port[broker.dist_port] == "127.0.0.1"
         assert by_port[broker.epmd_port] == "127.0.0.1"
-        if rabbitmq_module.epmd_takes_sockets(rabbitmq_module.find_epmd(rabbitmq_module.find_server_script())):
+        if epmd_module.epmd_takes_sockets(epmd_module.find_epmd(find_server_script(), reinstall=install_hint())):
             assert {ip for _, ip, _ in sockets} == {"127.0.0.1"}, "not even ::1"
 
         hello = await probe_amqp("127.0.0.1", broker.port or 0, timeout=5)
@@ -123,12 +124,12 @@ async def test_private_node_lifecycle(tmp_path: Path) -> None:
 @pytest.mark.parametrize("handed_socket", [True, False], ids=["socket-handed-over", "epmd-binds"])
 async def test_private_epmd(handed_socket: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     require_broker("rabbitmq")
-    epmd = rabbitmq_module.find_epmd(find_server_script())
-    if handed_socket and not rabbitmq_module.epmd_takes_sockets(epmd):
+    epmd = epmd_module.find_epmd(find_server_script(), reinstall=install_hint())
+    if handed_socket and not epmd_module.epmd_takes_sockets(epmd):
         pytest.skip("this epmd has no -systemd option; the fallback is tested below")
-    monkeypatch.setattr(rabbitmq_module, "epmd_takes_sockets", lambda _epmd: handed_socket)
-    proc, port = await rabbitmq_module.start_epmd(epmd, log_path=str(tmp_path / "epmd.log"), user=None,
-                                                  cwd=str(tmp_path))
+    monkeypatch.setattr(epmd_module, "epmd_takes_sockets", lambda _epmd: handed_socket)
+    proc, port = await epmd_module.start_epmd(epmd, log_path=str(tmp_path / "epmd.log"), user=None,
+                                              cwd=str(tmp_path))
     try:
         addresses = {ip for _, ip, p in listening([proc.pid]) if p == port}
         if handed_socket:

@@ -22,11 +22,11 @@ from labkit.wire.mqtt import (
     Subscribe,
     Unsuback,
     Unsubscribe,
-    _varint,
     topic_matches,
     validate_filter,
     validate_topic,
 )
+from labkit.wire.mqtt_packets import _varint
 
 # ------------------------------------------------------------- known bytes from the standard
 

@@ -8,8 +8,9 @@ user ``rabbitmq`` when that user exists (the Debian package's), else as whoever 
 
 Everything lives in one temporary folder (removed by :meth:`RabbitMQBroker.stop`):
 Mnesia data, config, plugin list (empty), Erlang cookie, pid file.  The node
-also gets its own port mapper (``epmd``) on a free 127.0.0.1 port, started by us
-as a child, so stopping the node never touches a system RabbitMQ's ``epmd`` on 4369.
+also gets its own port mapper (``epmd``, see :mod:`labkit.brokers.epmd`) on a
+free 127.0.0.1 port, so stopping the node never touches a system RabbitMQ's
+``epmd`` on 4369.
 Readiness is proved in AMQP's own terms: the node must answer the protocol
 header with ``connection.start``.  See docs/amqp.md.
 """
@@ -18,15 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import glob
 import logging
 import os
 import pwd
 import secrets
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from collections import deque
@@ -36,6 +34,7 @@ from ..errors import BrokerStartError, BrokerUnavailable, ConfigError
 from ..net import LOOPBACK, check_host, check_port_free, free_port
 from ..wire.amqp import PROTOCOL_HEADER, AmqpWireError, ConnectionStart, parse_connection_start
 from . import native
+from .epmd import find_epmd, start_epmd
 from .base import BrokerOptions, Lifecycle, ServedBroker, State
 
 log = logging.getLogger(__name__)
@@ -43,9 +42,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "RabbitMQBroker",
     "find_server_script",
-    "find_epmd",
-    "epmd_takes_sockets",
-    "start_epmd",
     "install_hint",
     "log_excerpt",
     "node_user",
@@ -59,8 +55,6 @@ STOP_TIMEOUT_S = 5.0  # SIGTERM grace before SIGKILL (s); the node stops in ~1-3
 POLL_S = 0.1  # pause between readiness probes (s)
 LOG_TAIL_LINES = 6  # log lines quoted in a start error
 FOLDER_PREFIX = "labkit-rabbitmq-node-"
-EPMD_TIMEOUT_S = 5.0  # for the port mapper to answer (s)
-EPMD_NAMES_REQ = b"\x00\x01n"  # epmd protocol: 2-byte length, then 'n' (NAMES_REQ); the answer starts with its port
 STALE_AFTER_S = 60.0  # an ownerless node folder older than this is swept (s)
 
 
@@ -90,92 +84,6 @@ def find_server_script(override: str | None = None) -> str:
                 return beside
         return found
     raise BrokerUnavailable(f"RabbitMQ is not installed (no rabbitmq-server found); install it with: {install_hint()}")
-
-
-def find_epmd(script: str) -> str:
-    """Erlang's port mapper from the same install as ``script``."""
-    found = shutil.which("epmd")
-    if found:
-        return found
-    prefix = os.path.dirname(os.path.dirname(os.path.realpath(script)))
-    for pattern in ("/usr/lib/erlang/bin/epmd", "/usr/lib/erlang/erts-*/bin/epmd", f"{prefix}/**/bin/epmd"):
-        hits = sorted(glob.glob(pattern, recursive=True))
-        if hits:
-            return hits[-1]
-    raise BrokerUnavailable(f"Erlang's epmd was not found next to {script}; reinstall with: {install_hint()}")
-
-
-@functools.cache
-def epmd_takes_sockets(epmd: str) -> bool:
-    """True if this ``epmd`` accepts a listening socket handed over (its ``-systemd`` option)."""
-    try:
-        out = subprocess.run([epmd, "-h"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "-systemd" in out.stdout + out.stderr
-
-
-async def start_epmd(epmd: str, *, log_path: str, user: str | None, cwd: str) -> tuple[asyncio.subprocess.Process, int]:
-    """Start a private ``epmd`` listening on 127.0.0.1 only; return it and its port.
-
-    ``epmd -address 127.0.0.1`` would also listen on ``::1``, so where epmd
-    supports it we bind the socket ourselves and hand it over the way systemd
-    does (fd 3, ``LISTEN_FDS``/``LISTEN_PID``); the port is then ours from the start.
-    Returns once epmd answers a NAMES request, so the node never starts one of its own.
-    """
-    if not epmd_takes_sockets(epmd):  # older or non-systemd builds: loopback on both families
-        port = free_port(LOOPBACK)
-        argv = [epmd, "-port", str(port), "-address", LOOPBACK]
-        sock = None
-    else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((LOOPBACK, 0))
-        sock.listen(128)
-        port = sock.getsockname()[1]
-        # The socket arrives as stdin; the shell moves it to fd 3 and becomes epmd (same PID for LISTEN_PID).
-        # -port only sets the port epmd reports, which Erlang checks against ERL_EPMD_PORT.
-        script = 'exec 3<&0 </dev/null; export LISTEN_FDS=1 LISTEN_PID=$$; exec "$0" -systemd -port "$1"'
-        argv = ["/bin/sh", "-c", script, epmd, str(port)]
-    logfile = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL if sock is None else sock.fileno(), stdout=logfile,
-            stderr=asyncio.subprocess.STDOUT, user=user, group=user, cwd=cwd,
-            preexec_fn=native.set_parent_death_signal,
-        )
-    finally:
-        logfile.close()
-        if sock is not None:
-            sock.close()  # epmd holds its own copy
-    try:
-        await _epmd_answers(port, proc, EPMD_TIMEOUT_S)
-    except BaseException:
-        await native.terminate(proc, 2.0)
-        raise
-    log.info("started epmd (pid %d) on %s:%d", proc.pid, LOOPBACK, port)
-    return proc, port
-
-
-async def _epmd_answers(port: int, proc: asyncio.subprocess.Process, timeout: float) -> None:
-    """Wait until the epmd on ``port`` answers NAMES_REQ (or raise BrokerStartError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.returncode is not None:
-            raise BrokerStartError(f"epmd exited with code {proc.returncode} on start; see the log for why")
-        try:
-            async with asyncio.timeout(max(0.05, deadline - time.monotonic())):
-                reader, writer = await asyncio.open_connection(LOOPBACK, port)
-                try:
-                    writer.write(EPMD_NAMES_REQ)
-                    if len(await reader.readexactly(4)) == 4:
-                        return
-                finally:
-                    writer.close()
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
-            pass
-        if time.monotonic() >= deadline:
-            raise BrokerStartError(f"epmd did not answer on {LOOPBACK}:{port} within {timeout:g} s")
-        await asyncio.sleep(0.02)
 
 
 def node_user() -> str | None:
@@ -285,7 +193,7 @@ class RabbitMQBroker(ServedBroker):
     def unavailable_reason(cls) -> str | None:
         """Why RabbitMQ cannot run here (with the install command), or None."""
         try:
-            find_epmd(find_server_script())
+            find_epmd(find_server_script(), reinstall=install_hint())
         except BrokerUnavailable as exc:
             return str(exc)
         return None
@@ -386,7 +294,7 @@ class RabbitMQBroker(ServedBroker):
             host = check_host(self.options.host)
             self._bind_host = host if host.startswith("127.") else LOOPBACK
             script = find_server_script(self.options.extra.get("server_script"))
-            epmd = find_epmd(script)
+            epmd = find_epmd(script, reinstall=install_hint())
             check_port_free(self._bind_host, self.options.port)
         except BaseException:
             self.lifecycle.to(State.FAILED)
