@@ -133,8 +133,12 @@ class InflightWindow:
     async def acquire(self, timeout: float | None) -> None:
         if self._sem is None:
             return
+        if not self._sem.locked():  # a free slot: taken at once, no timer
+            await self._sem.acquire()
+            return
         try:
-            await asyncio.wait_for(self._sem.acquire(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._sem.acquire()
         except TimeoutError:
             raise LabkitTimeout(
                 f"{self.size} messages stayed unacknowledged for {timeout} s (max_inflight={self.size}); "
@@ -184,10 +188,14 @@ class Subscription:
 
     async def get(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> Message:
         """The next message, waiting at most ``timeout`` seconds."""
-        try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            raise LabkitTimeout(f"no message on {self.topic!r} within {timeout} s") from None
+        if not self._queue.empty():  # the hot path of a busy subscriber: no timer, no task
+            item = self._queue.get_nowait()
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    item = await self._queue.get()
+            except TimeoutError:
+                raise LabkitTimeout(f"no message on {self.topic!r} within {timeout} s") from None
         if item is None:
             self._queue.put_nowait(None)
             raise StopAsyncIteration

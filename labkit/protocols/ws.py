@@ -136,7 +136,8 @@ class WsClient(Client):
                 raise ConfigError("text=True needs a UTF-8 payload; send binary frames with text=False") from None
         conn = await self._publisher(topic)
         try:
-            await asyncio.wait_for(conn.send(data), self.timeout)
+            async with asyncio.timeout(self.timeout):  # a timer, not a task per frame
+                await conn.send(data)
         except TimeoutError:
             raise LabkitTimeout(f"the hub did not take a frame on {topic!r} within {self.timeout} s") from None
         except websockets.ConnectionClosed as exc:
