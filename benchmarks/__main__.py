@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from . import startup
+from . import harness, startup
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -37,16 +37,28 @@ def table(rows: list[dict[str, object]]) -> str:
 
 
 def main() -> int:
+    """``python -m benchmarks [startup] [harness] [minimal]`` (default: all three, ~15 minutes)."""
+    wanted = set(sys.argv[1:]) or {"startup", "harness", "minimal"}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"benchmarks on {machine()}")
-    rows = startup.run()
-    section = (f"\n## {stamp}\n\nMachine: {machine()}\n\n### Broker start-up and stop (s, median of 3)\n\n"
-               f"{table(rows)}\n")
+    section = f"\n## {stamp}\n\nMachine: {machine()}\n"
+    if "startup" in wanted:
+        section += f"\n### Broker start-up and stop (s, median of 3)\n\n{table(startup.run())}\n"
+    if "harness" in wanted:
+        section += ("\n### labkit's harness (benchmarks/harness.py)\n\n"
+                    "p50/p99: one-way latency from the intended send time at a paced 1,000 msgs/s, median of 3 "
+                    "runs (µs). sustained: find_capacity's highest rate with nothing lost, the publisher keeping "
+                    "its schedule and subscribers not falling behind (p99 bound 100 ms).\n\n"
+                    f"{table(harness.run_all())}\n")
     if not RESULTS.exists():
         RESULTS.write_text("# Benchmark results\n\nAppended by `make bench`; newest last.\n")
     with RESULTS.open("a") as f:
         f.write(section)
     print(f"appended to {RESULTS}")
+    if "minimal" in wanted:
+        from .minimal import run as minimal_run
+
+        minimal_run.main([])  # appends its own section
     return 0
 
 

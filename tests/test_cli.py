@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -20,6 +21,7 @@ from labkit.probe import round_trip
 from .support import gone, require_broker
 
 LABKIT = [sys.executable, "-m", "labkit"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
@@ -79,7 +81,8 @@ def test_doctor_lists_every_broker():
 
 @pytest.mark.integration
 def test_demo_compares_and_writes_its_report(tmp_path):
-    done = subprocess.run([*LABKIT, "demo", "--protocols", "ws,sse", "--out", str(tmp_path), "--reference", "none"],
+    # From the project folder, as `make demo` runs it, so the shipped reference run is found and diffed.
+    done = subprocess.run([*LABKIT, "demo", "--protocols", "ws,sse", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "LABKIT_QUICK": "1"})
     assert done.returncode == 0, done.stderr
     for name in ("summary.md", "summary.csv", "comparison.csv.gz", "comparison.json", "latency_ecdf.png",
@@ -87,7 +90,10 @@ def test_demo_compares_and_writes_its_report(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     series = [line.split(",")[0] for line in (tmp_path / "summary.csv").read_text().splitlines()[1:]]
     assert sorted(series) == ["sse/stream", "tcp/asyncio", "ws/ws"]
-    assert "| series |" in (tmp_path / "summary.md").read_text()
+    report = (tmp_path / "summary.md").read_text()
+    assert "| series |" in report and "## Against the reference run" in report
+    diffed = (tmp_path / "diff_vs_reference.csv").read_text()
+    assert "ws/ws" in diffed and "p50_ms" in diffed
 
 
 @pytest.mark.integration
