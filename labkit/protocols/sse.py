@@ -87,6 +87,10 @@ def _mark_retrieved(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+#: Loop turns publish() waits at most for an idle stream writer to take an event.
+WRITE_TURNS = 3
+
+
 class _Ingest:
     """The state of one long streamed POST (``ingest="stream"``)."""
 
@@ -297,9 +301,19 @@ class SseClient(Client):
             if ingest.error is not None:
                 raise ingest.error
         sent_ns = time.monotonic_ns()
+        was_idle = not ingest.pending
         ingest.pending.append(encode_event(text))
         if not ingest.wake.is_set():
             ingest.wake.set()
+        if was_idle:
+            # publish() returns once the event is written: give the body writer the loop turns it
+            # needs to take the event and hand the chunk to the socket, rather than leaving the
+            # write to whenever the caller next yields.  A busy writer (events already queued)
+            # batches them instead, so high rates pay nothing here.
+            for _ in range(WRITE_TURNS):
+                await asyncio.sleep(0)
+                if not ingest.pending:
+                    break
         return Ack.done(sent_ns)
 
     async def _run_ingest(self, session: aiohttp.ClientSession, wire: str, url: str, ingest: _Ingest) -> None:
