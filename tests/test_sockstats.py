@@ -182,6 +182,25 @@ async def test_publishing_counts_at_least_the_payload_bytes(case: str, brokers: 
     assert closed_pub[0] >= pub_after[0] and closed_sub[1] >= sub_after[1]  # closed sockets still count
 
 
+@linux_only
+@pytest.mark.parametrize("case", CASES)
+async def test_publish_returns_once_the_message_is_written(case: str, brokers: dict[str, str],
+                                                           request: pytest.FixtureRequest) -> None:
+    # The interface's promise, checked where it matters for open-loop timing: when publish()
+    # returns, the kernel has already sent the bytes (no later write left to another task).
+    make = _factory(case, brokers, request)
+    topic, payload = f"written.{uuid.uuid4().hex[:8]}", b"w" * SIZE
+    async with make() as pub:
+        await pub.publish(topic, payload)  # opens any per-topic connection first
+        await asyncio.sleep(0.05)
+        for _ in range(20):
+            before = pub.wire_bytes()
+            await pub.publish(topic, payload)
+            after = pub.wire_bytes()  # no await in between: nothing else ran
+            assert before is not None and after is not None
+            assert after[0] - before[0] >= SIZE, f"{case}: publish() returned before writing"
+
+
 # ---------------------------------------------------------------- settings
 def test_every_client_records_the_settings_that_move_numbers() -> None:
     cases = {

@@ -82,6 +82,13 @@ def _map_error(exc: BaseException, what: str) -> LabkitError:
     return ConnectError(f"{what}: connection failed ({_describe(exc)}); is the SSE hub running?")
 
 
+async def _body_written(session: Any, context: Any, params: Any) -> None:
+    """aiohttp trace hook: a POST's body chunk went to the socket."""
+    event = (context.trace_request_ctx or {}).get("written")
+    if event is not None:
+        event.set()
+
+
 def _mark_retrieved(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
@@ -199,9 +206,12 @@ class SseClient(Client):
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout)
         # Every socket comes from the client's WireMeter, so wire_bytes() counts it.
         factory = self._meter.socket_factory
+        # Tells publish() when a POST's body is on the socket (its trace context carries an Event).
+        written = aiohttp.TraceConfig()
+        written.on_request_chunk_sent.append(_body_written)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=POST_CONNECTIONS, socket_factory=factory), trust_env=False,
-            timeout=timeout,
+            timeout=timeout, trace_configs=[written],
         )
         self._sub_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, socket_factory=factory), trust_env=False, timeout=timeout
@@ -252,13 +262,18 @@ class SseClient(Client):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_mark_retrieved)  # failures are logged and counted; awaiting is optional
         ack = Ack(future, time.monotonic_ns())
-        task = asyncio.create_task(self._post(session, wire, url, text.encode("utf-8"), ack))
+        written = asyncio.Event()
+        task = asyncio.create_task(self._post(session, wire, url, text.encode("utf-8"), ack, written))
         self._posts.add(task)
         task.add_done_callback(self._posts.discard)
-        await asyncio.sleep(0)  # let the request start: its bytes are usually written by now
+        # Return once the body is on the socket (or the POST already ended, e.g. refused), never later.
+        waiter = asyncio.ensure_future(written.wait())
+        await asyncio.wait({waiter, task}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         return ack
 
-    async def _post(self, session: aiohttp.ClientSession, wire: str, url: str, body: bytes, ack: Ack) -> None:
+    async def _post(self, session: aiohttp.ClientSession, wire: str, url: str, body: bytes, ack: Ack,
+                    written: asyncio.Event | None = None) -> None:
         what = f"POST /sse/{wire}"
         try:
             async with session.post(
@@ -266,6 +281,7 @@ class SseClient(Client):
                 data=body,
                 headers={"Content-Type": "text/plain; charset=utf-8"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trace_request_ctx={"written": written},
             ) as resp:
                 answer = await resp.text()
                 if resp.status != 200:
