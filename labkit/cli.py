@@ -149,7 +149,8 @@ def _workload(args: argparse.Namespace) -> Any:
 def _print_summary(result: Any) -> None:
     from .report import summary_table
 
-    print(_table(summary_table(result).to_dict("records"), list(summary_table(result).columns)))
+    table = summary_table(result)
+    print(_table(table.to_dict("records"), list(table.columns)))
     for r in result.summary.itertuples():
         if getattr(r, "behind", False):
             print(f"WARNING: {r.implementation} (repetition {r.repetition}) could not keep up: {r.behind_reason}",

@@ -11,7 +11,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, ProtocolError
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -41,7 +41,7 @@ async def round_trip(lab: Lab, protocol: str, count: int = 20, payload_bytes: in
             msg = await sub.get(timeout)
             rtts.append((time.perf_counter_ns() - start) / 1e6)
             if msg.payload != payload:
-                raise AssertionError(f"{protocol}: probe payload came back changed")
+                raise ProtocolError(f"{protocol}: the probe's payload came back changed; the broker altered it")
         await sub.close()
         connect_ms = client.connect_ms
     return {

@@ -79,7 +79,8 @@ def write_report(result: Result, folder: str | Path, name: str = "comparison",
     table = summary_table(result)
     table.to_csv(out / "summary.csv", index=False)
     written.append(out / "summary.csv")
-    behind = result.summary[result.summary.get("behind", False).astype(bool)] if "behind" in result.summary else []
+    s = result.summary
+    behind = s[s["behind"].astype(bool)] if "behind" in s else s.iloc[0:0]
     workload: dict[str, Any] = result.meta.get("workload", {})
     lines = [
         "# labkit protocol comparison", "",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
@@ -91,4 +90,3 @@ async def test_subscription_sees_frames_sent_right_after_subscribe(hub_url):
             await a.publish("race", str(i).encode())
             assert (await sub.get(5)).payload == str(i).encode()
             await sub.close()
-        await asyncio.sleep(0)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,7 +226,7 @@ class BrokerProcess:
         with _live_lock:
             _live.discard(self)
         if self._own_log_dir:
-            _remove_tree(self.log_dir)
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     # --- context managers ----------------------------------------------------
     def __enter__(self) -> BrokerProcess:
@@ -243,8 +244,3 @@ class BrokerProcess:
     def __repr__(self) -> str:
         return f"<BrokerProcess {self.kind} {self.state.value} {self.urls or ''}>"
 
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

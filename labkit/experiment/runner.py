@@ -53,8 +53,7 @@ class Target:
 
     @property
     def url(self) -> str:
-        key = {"mqtt": "mqtt", "amqp": "amqp", "ws": "ws", "sse": "sse", "tcp": "tcp"}[self.protocol]
-        return self.urls[key]
+        return self.urls[self.protocol]  # every protocol's main URL key is its own name
 
     @classmethod
     def of_lab(cls, lab: Any, protocol: str) -> Target:
