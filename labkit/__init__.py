@@ -36,6 +36,7 @@ _LAZY = {
     "compare": "labkit.experiment.runner",
     "sweep": "labkit.experiment.runner",
     "find_capacity": "labkit.experiment.runner",
+    "run_scenario": "labkit.scenarios.runner",
 }
 
 
@@ -73,6 +74,7 @@ __all__ = [
     "find_capacity",
     "round_trip",
     "run",
+    "run_scenario",
     "sweep",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The ``labkit`` command: ``up``, ``doctor`` and ``demo``.
+"""The ``labkit`` command: ``up``, ``doctor``, ``demo``, ``run``, ``compare``, ``capacity``, ``scenarios``.
 
 ``labkit up --json`` prints exactly one line to stdout, a JSON object of the
 lab's URLs (keys ``mqtt``, ``mqtt_ws``, ``amqp``, ``ws``, ``sse``; null for a
@@ -163,9 +163,86 @@ def _save(result: Any, out: str | None) -> None:
         print(f"\nsaved {path}")
 
 
+def _knobs(extra: Sequence[str], argv: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
+    """``--vehicles 200 --rate-hz 2`` after ``--scenario`` -> {"vehicles": 200, "rate_hz": 2}.
+
+    ``--duration``, ``--warmup``, ``--drain`` and ``--seed`` set the scenario's own knobs when given.
+    """
+    from .errors import ConfigError
+
+    knobs: dict[str, Any] = {}
+    i = 0
+    while i < len(extra):
+        flag = extra[i]
+        if not flag.startswith("--") or len(flag) < 3:
+            raise ConfigError(f"unexpected argument {flag!r}; scenario knobs look like --vehicles 20")
+        name, eq, raw = flag[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise ConfigError(f"{flag} needs a value, e.g. {flag} 10")
+            raw = extra[i + 1]
+            i += 1
+        knobs[name.replace("-", "_")] = _value(raw)
+        i += 1
+    for flag, knob_name, value in (("--duration", "duration_s", args.duration), ("--warmup", "warmup_s", args.warmup),
+                                   ("--drain", "drain_s", args.drain), ("--seed", "seed", args.seed)):
+        if any(a == flag or a.startswith(flag + "=") for a in argv):
+            knobs[knob_name] = value
+    return knobs
+
+
+def cmd_scenario_run(args: argparse.Namespace, knobs: dict[str, Any]) -> int:
+    from .report import flow_table
+    from .scenarios.registry import make
+    from .scenarios.runner import run_scenario
+
+    scenario = make(args.scenario, **knobs)
+    print(f"labkit: scenario {scenario.name} ({', '.join(scenario.protocols)}), "
+          f"{scenario.warmup_s:g} s warm-up + {scenario.duration_s:g} s measured", file=sys.stderr)
+    result = asyncio.run(run_scenario(scenario, workers=args.workers, mqtt=args.mqtt_broker))
+    table = flow_table(result)
+    print(_table(table.to_dict("records"), list(table.columns)))
+    kinds: dict[str, int] = {}
+    for e in result.meta.get("events", []):
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    if kinds:
+        print("\nevents: " + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())))
+    for r in result.summary.itertuples():
+        if getattr(r, "behind", False) or getattr(r, "subscribers_behind", False):
+            print(f"WARNING: flow {r.flow} could not keep up: {r.behind_reason or r.notes}", file=sys.stderr)
+    _save(result, args.out)
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from .scenarios.registry import catalogue, scenario_class
+
+    if args.name:
+        cls = scenario_class(args.name)
+        print(cls().describe())
+        print("\nKnobs (--name value on `labkit run --scenario " + cls.name + "`):")
+        for line in cls.help().splitlines():
+            print("  " + line)
+        return 0
+    print(_table(catalogue(), ["name", "protocols", "summary"]))
+    print("\nMore on one: labkit scenarios NAME.  Run one: labkit run --scenario NAME [--knob value ...]")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .experiment.runner import run
 
+    extra = getattr(args, "extra", [])
+    if args.scenario:
+        if args.protocol:
+            raise ConfigError("--protocol and --scenario do not go together: a scenario picks its own protocols")
+        return cmd_scenario_run(args, _knobs(extra, getattr(args, "argv", []), args))
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)} (scenario knobs need --scenario NAME)")
+    if not args.protocol:
+        raise ConfigError("labkit run needs --protocol (mqtt, amqp, ws, sse, tcp) or --scenario NAME "
+                          "(`labkit scenarios` lists them)")
     opts = _options(args.option, [args.protocol]).get(args.protocol)
     result = asyncio.run(run(args.protocol, _workload(args), options=opts, workers=args.workers,
                              mqtt=args.mqtt_broker))
@@ -282,8 +359,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help="save the Result (.csv, .csv.gz or .parquet)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    run_p = sub.add_parser("run", help="one measured run on one protocol")
-    run_p.add_argument("--protocol", required=True, choices=["mqtt", "amqp", "ws", "sse", "tcp"])
+    run_p = sub.add_parser("run", help="one measured run on one protocol, or a scenario (--scenario NAME --knob value)")
+    run_p.add_argument("--protocol", default=None, choices=["mqtt", "amqp", "ws", "sse", "tcp"])
+    run_p.add_argument("--scenario", default=None, help="a scenario name (see `labkit scenarios`); its knobs follow "
+                       "as --name value")
     workload_args(run_p)
     run_p.set_defaults(func=cmd_run)
 
@@ -302,6 +381,10 @@ def _parser() -> argparse.ArgumentParser:
     workload_args(cap_p, rate=500.0, duration=3.0)
     cap_p.set_defaults(func=cmd_capacity)
 
+    scen = sub.add_parser("scenarios", help="list the scenarios, or describe one with its knobs")
+    scen.add_argument("name", nargs="?", default=None)
+    scen.set_defaults(func=cmd_scenarios)
+
     demo = sub.add_parser("demo", help="start the lab, compare the protocols, write exports/")
     lab_args(demo)
     demo.add_argument("--rate", type=float, default=1000.0)
@@ -315,7 +398,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra, args.argv = extra, argv
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
                         format="labkit: %(levelname)s %(name)s: %(message)s")
     try:

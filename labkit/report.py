@@ -17,7 +17,7 @@ import pandas as pd
 
 from .experiment.result import Result, diff
 
-__all__ = ["REPORT_METRICS", "summary_table", "markdown_table", "write_report"]
+__all__ = ["REPORT_METRICS", "FLOW_METRICS", "summary_table", "flow_table", "markdown_table", "write_report"]
 
 #: (summary column, heading with its unit) in the order the report shows them.
 REPORT_METRICS: tuple[tuple[str, str], ...] = (
@@ -43,6 +43,31 @@ def _fmt(value: float) -> str:
     if abs(value) >= 10:
         return f"{value:.1f}"
     return f"{value:.3g}" if abs(value) >= 0.01 or value == 0 else f"{value:.2g}"
+
+
+#: (summary column, heading) of a scenario's per-flow table.
+FLOW_METRICS: tuple[tuple[str, str], ...] = (
+    ("sent", "sent"), ("delivered", "delivered"), ("lost", "lost"), ("duplicated", "duplicated"),
+    ("out_of_order", "out of order"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+    ("throughput_msgs_s", "msgs/s"),
+)
+
+
+def flow_table(result: Result) -> pd.DataFrame:
+    """A scenario Result as one row per flow: who talks over what, the counts, latency (ms) and rate (msgs/s)."""
+    s = result.summary
+    if s.empty or "flow" not in s.columns:
+        return pd.DataFrame(columns=["flow", "protocol", "topic", *[h for _, h in FLOW_METRICS], "behind"])
+    rows = []
+    for _, r in s.iterrows():
+        row = {"flow": r["flow"], "protocol": r["implementation"], "topic": r.get("topic", "")}
+        for column, heading in FLOW_METRICS:
+            value = r.get(column)
+            row[heading] = _fmt(float(value)) if column.endswith(("_ms", "_s")) else (
+                "-" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value)))
+        row["behind"] = "yes" if bool(r.get("behind")) or bool(r.get("subscribers_behind")) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def summary_table(result: Result, metrics: Sequence[tuple[str, str]] = REPORT_METRICS) -> pd.DataFrame:

@@ -108,7 +108,37 @@ def test_run_prints_a_summary_and_saves_the_result(tmp_path):
     assert (summary["sent"], summary["delivered"], summary["lost"]) == (100, 100, 0)
 
 
+@pytest.mark.integration
+def test_run_scenario_prints_its_flows_and_saves_the_result(tmp_path):
+    out = tmp_path / "scores.csv"
+    done = subprocess.run([*LABKIT, "run", "--scenario", "live-scores", "--viewers", "3", "--updates-per-s=50",
+                           "--duration", "0.6", "--warmup", "0.1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "updates" in done.stdout and "scores/live" in done.stdout and out.exists()
+    from labkit.experiment.result import Result
+
+    summary = Result.load(out).summary.iloc[0]
+    assert summary["sent"] == 30 and summary["delivered"] == 90 and summary["lost"] == 0
+
+
+def test_scenarios_lists_one_line_each_and_describes_one():
+    listed = subprocess.run([*LABKIT, "scenarios"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "live-scores" in listed.stdout
+    from labkit.scenarios.registry import names
+
+    assert all(name in listed.stdout for name in names())
+    one = subprocess.run([*LABKIT, "scenarios", "live-scores"], capture_output=True, text=True, timeout=60)
+    assert one.returncode == 0 and "viewers=50: viewers watching the feed" in one.stdout
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["run", "--scenario", "live-scores", "--viewers", "0"], "viewers=0 is out of range"),
+    (["run", "--scenario", "live-scores", "--viewers"], "--viewers needs a value"),
+    (["run", "--scenario", "nope"], "unknown scenario 'nope'"),
+    (["run", "--scenario", "live-scores", "--protocol", "ws"], "--protocol and --scenario"),
+    (["run", "--protocol", "ws", "--viewers", "3"], "scenario knobs need --scenario"),
+    (["run"], "needs --protocol"),
     (["run", "--protocol", "ws", "--rate", "0"], "rate=0.0"),
     (["run", "--protocol", "ws", "--option", "qos=1"], "option qos=1 does not apply to ws"),
     (["compare", "--protocols", "ws", "--repetitions", "0"], "repetitions=0"),

@@ -58,9 +58,12 @@ class Knob:
         return f"{self.name}={self.default!r}{unit}: {self.help}{limits}"
 
     def _range(self) -> str:
+        def num(x: float | None) -> str:
+            return f"{int(x)}" if x is not None and float(x).is_integer() else f"{x:g}"
+
         if self.low is not None and self.high is not None:
-            return f" {self.low:g} to {self.high:g}"
-        return f" at least {self.low:g}" if self.low is not None else f" at most {self.high:g}"
+            return f" {num(self.low)} to {num(self.high)}"
+        return f" at least {num(self.low)}" if self.low is not None else f" at most {num(self.high)}"
 
     def check(self, value: Any, owner: str) -> Any:
         """``value`` if it suits the knob (ints accepted for floats); ConfigError naming the knob otherwise."""
