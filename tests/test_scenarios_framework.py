@@ -245,6 +245,7 @@ async def test_live_scores_reaches_every_viewer(lab, workers):
     wire = result.meta["metrics"]["wire_bytes"]
     assert wire["viewer"][2] == 5 and wire["viewer"][1] > s["delivered"] * 100  # every copy crossed a socket
     assert result.meta["knobs"]["viewers"] == 5 and result.meta["workers"] == workers
+    assert result.series == ["ws/ws [updates]"]  # charts label a scenario's series by flow
     table = flow_table(result)
     assert list(table["flow"]) == ["updates"] and table["lost"].iloc[0] == "0"
     assert events_frame(result).columns[0] == "t_s"

@@ -72,6 +72,7 @@ def series_label(row: Mapping[str, Any], options: Sequence[str] | None = None) -
     ``options=None`` the key options are the ``opt_*`` values that differ from
     the protocol's default and that the base does not already show
     (``transport=ws`` is in ``mqtt-ws/...``); ``options=["qos"]`` shows exactly those.
+    A scenario's rows also name their flow: ``"mqtt/amqtt [control] qos=1"``.
     """
     protocol = "" if _missing(row.get("protocol")) else str(row.get("protocol"))
     impl = "" if _missing(row.get("implementation")) else str(row.get("implementation"))
@@ -83,6 +84,9 @@ def series_label(row: Mapping[str, Any], options: Sequence[str] | None = None) -
     else:
         names = list(options)
     parts = []
+    flow = row.get("flow")
+    if not _missing(flow):
+        parts.append(f"[{flow}]")  # a scenario's flow: readings, control...
     for name in names:
         value = row.get(OPTION_PREFIX + name)
         if _missing(value):
@@ -98,7 +102,7 @@ def series_labels(frame: pd.DataFrame, options: Sequence[str] | None = None) -> 
     """``series_label`` of every row of ``frame`` (computed once per distinct series)."""
     if frame.empty:
         return pd.Series([], index=frame.index, dtype=object)
-    keys = [c for c in frame.columns if c in ("protocol", "implementation") or str(c).startswith(OPTION_PREFIX)]
+    keys = [c for c in frame.columns if c in ("protocol", "implementation", "flow") or str(c).startswith(OPTION_PREFIX)]
     if not keys:
         return pd.Series("?/?", index=frame.index, dtype=object)
     codes = frame.groupby(keys, dropna=False, sort=False).ngroup()
