@@ -1,4 +1,4 @@
-"""The ``labkit`` command: ``up``, ``doctor``, ``demo``, ``run``, ``compare``, ``capacity``, ``scenarios``.
+"""The ``labkit`` command: ``up``, ``doctor``, ``demo``, ``run``, ``compare``, ``capacity``, ``scenarios``, ``export``.
 
 ``labkit up --json`` prints exactly one line to stdout, a JSON object of the
 lab's URLs (keys ``mqtt``, ``mqtt_ws``, ``amqp``, ``ws``, ``sse``; null for a
@@ -384,6 +384,13 @@ def _parser() -> argparse.ArgumentParser:
     scen = sub.add_parser("scenarios", help="list the scenarios, or describe one with its knobs")
     scen.add_argument("name", nargs="?", default=None)
     scen.set_defaults(func=cmd_scenarios)
+
+    from .viz.export_cli import add_arguments as export_arguments
+    from .viz.export_cli import cmd_export
+
+    exp = sub.add_parser("export", help="write a saved Result's charts (png/svg/pdf) with their data as CSV")
+    export_arguments(exp)
+    exp.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="start the lab, compare the protocols, write exports/")
     lab_args(demo)

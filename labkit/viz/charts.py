@@ -15,7 +15,6 @@ histograms, which count every message.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from ..errors import ConfigError
 from ..experiment.histogram import Histogram
 from ..experiment.result import series_labels
+from .chartdata import need_result, safe_stem, set_chart_data
 from .style import BETTER_COLOR, NEUTRAL_COLOR, WORSE_COLOR, series_styles, style_context, trim_spines
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ _FROM = {"intended": ("latency_ms", "intended send time"), "sent": ("latency_fro
 _GRID = np.unique(np.concatenate([np.linspace(0.0, 0.99, 991)[1:], 1.0 - np.logspace(-2, -5, 61), [1.0]]))
 _EXACT_POINTS = 5000  # up to this many samples an ECDF draws every one
 _LABELLED_BARS = 16  # up to this many bars each carries its value
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_FORMAT_SUFFIX = re.compile(r"\.(png|svg|pdf|jpg|jpeg|eps|ps|tif|tiff|webp)$", re.IGNORECASE)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -182,6 +180,7 @@ def latency_ecdf(result: Result, ax: Axes | None = None, from_: str = "intended"
     ``from_="intended"``: latency from the scheduled send time (includes any
     time the publisher fell behind); ``"sent"``: from the actual send time.
     """
+    need_result(result, "latency_ecdf")
     _, what = _column(from_)
     source, data = latency_data(result, from_)
     if not data:
@@ -191,8 +190,10 @@ def latency_ecdf(result: Result, ax: Axes | None = None, from_: str = "intended"
     styles = series_styles(labels)
     with style_context():
         ax = _axes(ax)
+        frames = []
         for label in labels:
             x, y = _ecdf_points(data[label])
+            frames.append(pd.DataFrame({"series": label, "latency_ms": x, "fraction": y}))
             ax.step(np.concatenate([[x[0]], x]), np.concatenate([[0.0], y]), where="post", label=label,
                     color=styles[label]["color"], linestyle=styles[label]["linestyle"])
         ax.set_xscale("log")
@@ -202,6 +203,7 @@ def latency_ecdf(result: Result, ax: Axes | None = None, from_: str = "intended"
         ax.set_ylabel("fraction of messages delivered within")
         ax.set_title("Latency distribution" + _source_note(source))
         ax.legend(loc="lower right")
+    set_chart_data(ax, pd.concat(frames, ignore_index=True).assign(source=source))
     return ax
 
 
@@ -212,6 +214,7 @@ def percentile_bars(result: Result, ax: Axes | None = None, percentiles: Sequenc
     Reads rows or histograms like ``latency_ecdf``; a Result with neither
     falls back to the summary's ``p50_ms``... columns (median over repetitions).
     """
+    need_result(result, "percentile_bars")
     _, what = _column(from_)
     ps = [float(p) for p in percentiles]
     if not ps or any(not 0 < p <= 100 for p in ps):
@@ -220,9 +223,10 @@ def percentile_bars(result: Result, ax: Axes | None = None, percentiles: Sequenc
     values = {label: _percentiles_ms(d, ps) for label, d in data.items()}
     if not values:
         source, values = "summary", _from_summary(result, ps, from_)
+    values = {label: v for label, v in values.items() if any(np.isfinite(x) for x in v)}
     if not values:
         raise ConfigError(f"this Result holds no latency from the {what}: no rows, histograms or summary "
-                          f"columns {[_summary_column(p, from_) for p in ps]}")
+                          f"columns {[_summary_column(p, from_) for p in ps]} with a value")
     labels = _ordered(result, list(values))
     styles = series_styles(labels)
     x = np.arange(len(ps))
@@ -242,6 +246,8 @@ def percentile_bars(result: Result, ax: Axes | None = None, percentiles: Sequenc
         ax.set_ylabel(f"latency from {what} (ms, log scale)")
         ax.set_title("Latency percentiles" + _source_note(source))
         ax.legend()
+    set_chart_data(ax, pd.DataFrame([{"series": label, "percentile": p, "latency_ms": v, "source": source}
+                                     for label in labels for p, v in zip(ps, values[label])]))
     return ax
 
 
@@ -277,6 +283,7 @@ def diff_chart(report: DiffReport, ax: Axes | None = None) -> Axes:
         if notes:
             ax.annotate("; ".join(notes), xy=(0.0, 0.0), xycoords="axes fraction", xytext=(0, -36),
                         textcoords="offset points", fontsize=8, va="top")
+    set_chart_data(ax, t[["series", "metric", "baseline", "new", "change", "change_pct", "better"]])
     return ax
 
 
@@ -297,11 +304,7 @@ def save_figure(fig_or_ax: Figure | Axes, folder: str | Path, name: str,
         fig = getattr(fig, "figure", None)
     if not isinstance(fig, Figure):
         raise ConfigError(f"save_figure needs a matplotlib Figure or Axes, not {type(fig_or_ax).__name__}")
-    raw = str(name)
-    if not raw or "/" in raw or "\\" in raw or raw.startswith(".") or "\x00" in raw:
-        raise ConfigError(f"figure name {name!r} must be a plain file name inside {folder} "
-                          "(no '/', '\\' or leading '.'), e.g. 'latency-ecdf'")
-    stem = _SAFE.sub("-", _FORMAT_SUFFIX.sub("", raw)).strip("-") or "figure"
+    stem = safe_stem(name, folder)
     wanted = [formats] if isinstance(formats, str) else list(formats)
     supported = fig.canvas.get_supported_filetypes()
     base = Path(folder)
