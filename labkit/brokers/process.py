@@ -25,9 +25,10 @@ import time
 import weakref
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import errors
-from ..errors import BrokerStartError, LabkitTimeout
+from ..errors import BrokerError, BrokerStartError, LabkitTimeout
 from ..net import check_host, check_port_free
 from .base import BrokerOptions, Lifecycle, State
 from .registry import KIND_PROTOCOL, check_kind
@@ -87,6 +88,18 @@ class BrokerProcess:
         self.options = BrokerOptions(host=host, port=port, ws_port=ws_port, log_dir=str(self.log_dir),
                                      extra=dict(extra or {}))
         self.start_timeout = float(start_timeout)
+        #: A folder of broker data that must survive restart() (RabbitMQ's node folder), else None.
+        self.state_dir: Path | None = None
+        self._own_state_dir = False
+        if kind == "rabbitmq":
+            if "node_dir" not in self.options.extra:  # ours: removed on the final stop
+                from .rabbitmq import restartable_extra
+
+                self.options.extra.update(restartable_extra(os.getpid()))
+                self._own_state_dir = True
+            self.state_dir = Path(self.options.extra["node_dir"])
+        #: How many times restart() started the broker again.
+        self.restarts = 0
         self.lifecycle = Lifecycle(kind)
         self.urls: dict[str, str] = {}
         self.version: str | None = None
@@ -182,6 +195,7 @@ class BrokerProcess:
         self.lifecycle.to(State.FAILED)
         self._terminate()
         self.lifecycle.to(State.STOPPED)
+        self._remove_state()
         with _live_lock:
             _live.discard(self)
         raise exc
@@ -223,10 +237,54 @@ class BrokerProcess:
         self.lifecycle.to(State.STOPPING)
         self._terminate()
         self.lifecycle.to(State.STOPPED)
+        self._remove_state()
         with _live_lock:
             _live.discard(self)
         if self._own_log_dir:
             shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    def _remove_state(self) -> None:
+        """Remove the broker's data folder if labkit made it (its process removes it too, unless told to keep it)."""
+        if self.state_dir is not None and self._own_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # --- restart -------------------------------------------------------------
+    def _pin_ports(self) -> None:
+        """Make the next launch bind the ports this one got (port 0 chose them at the first start)."""
+        for key, url in self.urls.items():
+            port = urlsplit(url).port
+            if port and key == self.protocol:
+                self.options.port = port
+            elif port and key == "mqtt_ws":
+                self.options.ws_port = port
+
+    def restart(self) -> BrokerProcess:
+        """Stop the broker and start it again on the same port(s) with the same options; return once ready.
+
+        The URLs do not change, but every client loses its connection and must
+        connect again.  RabbitMQ keeps its node folder across the restart, so
+        durable queues and persistent messages are still there; the Python
+        brokers and Mosquitto start empty.  Bounded by the stop deadline
+        (``STOP_TIMEOUT_S``) plus ``start_timeout``; a failed start raises and
+        leaves nothing running, like :meth:`start`.
+        """
+        if self.state is not State.READY:
+            raise BrokerError(f"{self.kind}: restart() needs a running broker, but it is {self.state.value}; "
+                              "call start() first")
+        self._pin_ports()
+        if self.state_dir is not None:
+            from .rabbitmq import keep_for_restart
+
+            keep_for_restart(str(self.state_dir))
+        self.lifecycle.to(State.STOPPING)
+        self._terminate()
+        self.lifecycle.to(State.STOPPED)
+        # A broker process removes its own temporary log folder on a clean stop: the next one needs it back.
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.lifecycle = Lifecycle(self.kind)
+        self.restarts += 1
+        log.info("restarting %s on %s", self.kind, self.urls)
+        return self.launch().wait_ready()
 
     # --- context managers ----------------------------------------------------
     def __enter__(self) -> BrokerProcess:

@@ -7,8 +7,12 @@ signal set by :func:`labkit.brokers.native.spawn` reaches it.  As root it runs a
 user ``rabbitmq`` when that user exists (the Debian package's), else as whoever we are.
 
 Everything lives in one temporary folder (removed by :meth:`RabbitMQBroker.stop`):
-Mnesia data, config, plugin list (empty), Erlang cookie, pid file.  The node
-also gets its own port mapper (``epmd``, see :mod:`labkit.brokers.epmd`) on a
+Mnesia data, config, plugin list (empty), Erlang cookie, pid file.  A node given
+its folder (``extra["node_dir"]``, as :class:`~labkit.brokers.process.BrokerProcess`
+does so that it can restart the node) keeps its name there, so the next node started
+on that folder is the same node again, with its durable queues and persistent
+messages; the folder outlives a stop only while it holds the :data:`KEEP_MARKER`
+file (a restart is under way).  The node also gets its own port mapper (``epmd``, see :mod:`labkit.brokers.epmd`) on a
 free 127.0.0.1 port, so stopping the node never touches a system RabbitMQ's
 ``epmd`` on 4369.
 Readiness is proved in AMQP's own terms: the node must answer the protocol
@@ -43,7 +47,9 @@ __all__ = [
     "RabbitMQBroker",
     "find_server_script",
     "install_hint",
+    "keep_for_restart",
     "log_excerpt",
+    "restartable_extra",
     "node_user",
     "probe_amqp",
     "sweep_stale_folders",
@@ -56,6 +62,28 @@ POLL_S = 0.1  # pause between readiness probes (s)
 LOG_TAIL_LINES = 6  # log lines quoted in a start error
 FOLDER_PREFIX = "labkit-rabbitmq-node-"
 STALE_AFTER_S = 60.0  # an ownerless node folder older than this is swept (s)
+KEEP_MARKER = "labkit-keep"  # in a node folder: the next stop keeps the folder (a restart follows)
+NODE_NAME_FILE = "labkit-node-name"  # in a node folder: the node's name, reused by the next start on it
+
+
+def restartable_extra(owner_pid: int) -> dict[str, Any]:
+    """``extra`` options for a node that can be restarted with its data: a folder path of its own, not yet made.
+
+    ``owner_pid`` is the process whose death makes the folder stale (the
+    broker's parent), so :func:`sweep_stale_folders` leaves it alone while
+    a restart is under way.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"{FOLDER_PREFIX}{secrets.token_hex(6)}")
+    return {"node_dir": path, "owner_pid": int(owner_pid)}
+
+
+def keep_for_restart(node_dir: str) -> bool:
+    """Ask the node using ``node_dir`` to keep it when it stops next; False if there is no such folder."""
+    if not os.path.isdir(node_dir):
+        return False
+    with open(os.path.join(node_dir, KEEP_MARKER), "w") as f:
+        f.write(str(os.getpid()))
+    return True
 
 
 def install_hint() -> str:
@@ -164,7 +192,11 @@ class RabbitMQBroker(ServedBroker):
     ``options.extra`` keys: ``start_timeout_s`` (readiness deadline, default
     30 s), ``stop_timeout_s`` (SIGTERM grace, default 5 s), ``config``
     (extra ``rabbitmq.conf`` lines: a list of strings or a dict of settings),
-    ``server_script`` (path of the start script, to use another install).
+    ``server_script`` (path of the start script, to use another install),
+    ``node_dir`` (an absolute folder path for the node's data instead of a new
+    temporary folder: a node started again on it finds its durable queues and
+    persistent messages; see :func:`restartable_extra`) and ``owner_pid``
+    (the process that owns ``node_dir``, written to its ``labkit-owner``).
     """
 
     kind = "rabbitmq"
@@ -177,6 +209,16 @@ class RabbitMQBroker(ServedBroker):
         self.start_timeout_s = _positive(extra, "start_timeout_s", START_TIMEOUT_S)
         self.stop_timeout_s = _positive(extra, "stop_timeout_s", STOP_TIMEOUT_S)
         self.node_name = f"labkit-{os.getpid()}-{secrets.token_hex(3)}@localhost"
+        node_dir = extra.get("node_dir")
+        if node_dir is not None and not (isinstance(node_dir, str) and os.path.isabs(node_dir)):
+            raise ConfigError(f"extra['node_dir']={node_dir!r} must be an absolute folder path, or left out")
+        owner = extra.get("owner_pid", os.getpid())
+        if isinstance(owner, bool) or not isinstance(owner, int) or owner <= 0:
+            raise ConfigError(f"extra['owner_pid']={owner!r} must be a process id (a whole number > 0)")
+        self._node_dir: str | None = node_dir
+        self._owner_pid = owner
+        #: True when start() found the data of an earlier node in ``node_dir`` (a restart).
+        self.reused = False
         self.data_dir: str | None = None
         self.log_path: str | None = None
         self.port: int | None = None
@@ -227,27 +269,46 @@ class RabbitMQBroker(ServedBroker):
         return "\n".join(lines) + "\n"
 
     def _prepare(self, user: str | None) -> None:
-        """Create the node's folder and files (owned by ``user`` when given)."""
+        """Create the node's folder and files (owned by ``user`` when given); reuse ``node_dir`` if it has a node."""
+        if self._node_dir is not None:
+            base = self._node_dir
+            os.makedirs(base, exist_ok=True)
+            self._write(base, "labkit-owner", str(self._owner_pid))  # before the sweep: this folder is alive
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(base, KEEP_MARKER))  # this start consumes the marker: the next stop cleans
         sweep_stale_folders()
-        base = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+        if self._node_dir is None:
+            base = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+            self._write(base, "labkit-owner", str(self._owner_pid))  # a later start sweeps it if we die by kill -9
         self.data_dir = base
+        name_file = os.path.join(base, NODE_NAME_FILE)
+        if os.path.isfile(name_file):  # an earlier node's folder: be that node again (Mnesia is per node name)
+            with open(name_file) as f:
+                self.node_name = f.read().strip() or self.node_name
+            self.reused = True
         files = {
-            "labkit-owner": str(os.getpid()),  # lets a later start sweep this folder if we die by kill -9
+            NODE_NAME_FILE: self.node_name,
             "rabbitmq.conf": self._config_text(),
             "enabled_plugins": "[].\n",
             "rabbitmq-env.conf": "",  # read instead of /etc/rabbitmq/rabbitmq-env.conf
-            ".erlang.cookie": secrets.token_hex(16).upper(),
         }
         for name, text in files.items():
-            with open(os.path.join(base, name), "w") as f:
-                f.write(text)
-        os.chmod(os.path.join(base, ".erlang.cookie"), 0o600)
-        os.mkdir(os.path.join(base, "mnesia"))
+            self._write(base, name, text)
+        cookie = os.path.join(base, ".erlang.cookie")
+        if not os.path.isfile(cookie):
+            self._write(base, ".erlang.cookie", secrets.token_hex(16).upper())
+        os.chmod(cookie, 0o600)
+        os.makedirs(os.path.join(base, "mnesia"), exist_ok=True)
         if user is not None:
             entry = pwd.getpwnam(user)
             for root, dirs, names in os.walk(base):
                 for name in [*dirs, *names, ""]:
                     os.chown(os.path.join(root, name) if name else root, entry.pw_uid, entry.pw_gid)
+
+    @staticmethod
+    def _write(folder: str, name: str, text: str) -> None:
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
 
     def _environment(self) -> dict[str, str]:
         """The node's environment: ours minus any RABBITMQ_*/ERL_*, plus the private settings."""
@@ -379,7 +440,9 @@ class RabbitMQBroker(ServedBroker):
                 except (OSError, TimeoutError) as exc:  # pragma: no cover - a process that survives SIGKILL
                     log.error("could not stop %s (pid %d): %s", name, proc.pid, exc)
         finally:  # even when cancelled: the parent-death signal ends the processes, the folder must go too
-            if self.data_dir:
+            if self.data_dir and os.path.exists(os.path.join(self.data_dir, KEEP_MARKER)):
+                log.info("kept %s for the restart that follows", self.data_dir)
+            elif self.data_dir:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
             if remove_log and self._own_log and self.log_path:
                 with contextlib.suppress(OSError):

@@ -1,0 +1,1 @@
+"""Self-checks for the notebooks' exercises, one module per family of scenarios (``labkit.exercises.mqtt``...)."""
