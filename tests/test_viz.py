@@ -147,3 +147,20 @@ def test_save_figure_writes_inside_the_folder_only(tmp_path):
         save_figure(ax, tmp_path, "x", formats=("doc",))
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["mqtt-vs-amqp.png", "mqtt-vs-amqp.svg"]
     assert not (tmp_path.parent / "escape.png").exists()
+
+
+def test_the_style_context_keeps_interactive_mode_as_the_backend_set_it():
+    """Jupyter's inline backend turns interactive mode on when the kernel's first figure is made; a labkit
+    chart drawing that first figure must not turn it off again (later plain plots would not show)."""
+    import matplotlib
+
+    from labkit.viz.style import style_context
+
+    before = matplotlib.is_interactive()
+    try:
+        matplotlib.interactive(False)
+        with style_context():
+            matplotlib.interactive(True)  # what the inline backend does while it sets itself up
+        assert matplotlib.is_interactive()
+    finally:
+        matplotlib.interactive(before)

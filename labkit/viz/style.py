@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
@@ -99,9 +100,19 @@ def series_styles(labels: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 @contextlib.contextmanager
 def style_context() -> Iterator[None]:
-    """Apply labkit's style sheet inside a ``with`` block only."""
+    """Apply labkit's style sheet inside a ``with`` block only.
+
+    matplotlib's interactive flag survives the context: if the first figure
+    of a Jupyter kernel is made inside it, the inline backend switches
+    interactive mode on there, and restoring the old settings would switch
+    it off again, so later plain ``pandas`` or ``plt`` plots would not show.
+    """
     with plt.style.context(STYLE):
-        yield
+        try:
+            yield
+        finally:
+            interactive = matplotlib.is_interactive()  # as the backend (perhaps set up inside) left it
+    matplotlib.interactive(interactive)
 
 
 def trim_spines(ax: Axes) -> Axes:
