@@ -16,6 +16,16 @@ Endpoints (``{topic}``: 1-200 characters of letters, digits and ``-_.~/``):
     The body is itself an event stream, parsed as it arrives; each event is
     published as soon as it is complete.  The answer, at the end, is
     ``{"first_id": a, "last_id": b, "count": n}``.
+``GET /state/{topic}?since=ID&limit=N``
+    For clients that short-poll: the topic's buffered events as JSON,
+    ``{"topic", "last_id", "events": [{"id", "data"}...], "more", "missed"}``.
+    With ``since``, only the events after that id (oldest first, at most
+    ``limit``); without it, the latest ``limit``.  The ``ETag`` names the
+    topic's last id: ``If-None-Match`` with it gets ``304`` while nothing changed.
+``GET /poll/{topic}?since=ID&wait=S&limit=N``
+    Long-poll: the same answer, held until an event newer than ``since``
+    exists or ``wait`` seconds pass (default 20, at most ``MAX_POLL_WAIT_S``);
+    without ``since``, it waits for the next event.
 
 Options (``BrokerOptions.extra``): ``buffer`` (events kept per topic for
 resumption, default 1000), ``heartbeat_s`` (15), ``retry_ms`` (the reconnection
@@ -33,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import secrets
 import socket
 from collections import deque
 from typing import Any, ClassVar
@@ -62,6 +73,11 @@ _DEFAULTS: dict[str, Any] = {
 _SHUTDOWN_TIMEOUT_S = 0.5
 _PROBE_TIMEOUT_S = 5.0
 _PROBE_TOPIC = "labkit.probe"
+#: Longest a long-poll may be held (s), and its default wait.
+MAX_POLL_WAIT_S = 30.0
+DEFAULT_POLL_WAIT_S = 20.0
+#: Most events one /state or /poll answer carries (the client asks again for the rest).
+MAX_POLL_LIMIT = 10_000
 
 
 class _Subscriber:
@@ -95,12 +111,23 @@ class _Subscriber:
 
 
 class _Topic:
-    __slots__ = ("name", "log", "subscribers")
+    __slots__ = ("name", "log", "subscribers", "waiters")
 
     def __init__(self, name: str, size: int) -> None:
         self.name = name
         self.log = EventLog(size)
         self.subscribers: set[_Subscriber] = set()
+        #: Long-polls waiting for the next event (each completed by the next publish).
+        self.waiters: set[asyncio.Future[None]] = set()
+
+    def idle(self) -> bool:
+        return not self.subscribers and not self.log and not self.waiters
+
+    def wake_waiters(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
 
 
 def _options(extra: dict[str, Any]) -> dict[str, Any]:
@@ -134,8 +161,38 @@ def _too_large(limit: int, size: int, detail: str = "") -> web.HTTPRequestEntity
 
 
 async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
-    """Let a page from another origin (a notebook's JavaScript) read streams and answers."""
+    """Let a page from another origin (a notebook's JavaScript) read streams, answers and ETags."""
     response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Expose-Headers"] = "ETag"
+
+
+def _query_number(request: web.Request, name: str, default: float | None, high: float, whole: bool) -> float | None:
+    """Query parameter ``name`` as a number in [0, high] (``default`` when absent); 400 naming it otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    kind = "a whole number" if whole else "a number"
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= high:
+        span = f"from 0 to {high:g}" if high < 1e9 else ">= 0"
+        raise _bad_request(f"{name}={raw[:40]!r} must be {kind} {span} (e.g. ?{name}=5)")
+    return value
+
+
+def _select(events: EventLog, since: int | None, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+    """(events after ``since`` as ``{"id", "data"}``, oldest first, at most ``limit``; how many are
+    no longer buffered; whether more remain).  ``since=None``: the latest ``limit`` events."""
+    last = events.last_id
+    start = max(0, last - limit) if since is None else since
+    if start >= last:
+        return [], 0, False
+    parsed = SseParser().feed(b"".join(events.replay(str(start))))
+    found = [{"id": int(e.id), "data": e.data} for e in parsed if isinstance(e, Event) and e.id]
+    missed = (last - start) - len(found) if since is not None else 0
+    return found[:limit], missed, len(found) > limit
 
 
 def _peer(request: web.Request) -> str:
@@ -165,6 +222,8 @@ class SseHub(ServedBroker):
         self._runner: web.AppRunner | None = None
         self._stopping = False
         self.port: int | None = None
+        # Part of every ETag, so an ETag from before a restart (ids count from 1 again) never matches.
+        self._epoch = secrets.token_hex(4)
 
     @property
     def version(self) -> str:
@@ -179,7 +238,10 @@ class SseHub(ServedBroker):
         app = web.Application(client_max_size=self._opts["max_event_bytes"] + 1)
         app.router.add_get(r"/sse/{topic:[\s\S]*}", self._handle_get, allow_head=False)
         app.router.add_post(r"/sse/{topic:[\s\S]*}", self._handle_post)
-        app.router.add_route("OPTIONS", r"/sse/{topic:[\s\S]*}", self._handle_options)
+        app.router.add_get(r"/state/{topic:[\s\S]*}", self._handle_state, allow_head=False)
+        app.router.add_get(r"/poll/{topic:[\s\S]*}", self._handle_poll, allow_head=False)
+        for prefix in ("sse", "state", "poll"):
+            app.router.add_route("OPTIONS", rf"/{prefix}/{{topic:[\s\S]*}}", self._handle_options)
         app.on_response_prepare.append(_allow_any_origin)
         self._runner = web.AppRunner(
             app,
@@ -244,6 +306,8 @@ class SseHub(ServedBroker):
                 sub.close()
         for transport in self._ingests:
             transport.close()
+        for topic in self._topics.values():
+            topic.wake_waiters()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -274,6 +338,11 @@ class SseHub(ServedBroker):
             return len(state.subscribers) if state is not None else 0
         return sum(len(state.subscribers) for state in self._topics.values())
 
+    def pollers(self, topic: str | None = None) -> int:
+        """How many long-polls are waiting on ``topic`` (or on all topics)."""
+        states = [self._topics.get(topic)] if topic is not None else list(self._topics.values())
+        return sum(len(state.waiters) for state in states if state is not None)
+
     def last_id(self, topic: str) -> int:
         """The id of the latest event on ``topic`` (0 before the first)."""
         state = self._topics.get(topic)
@@ -283,6 +352,8 @@ class SseHub(ServedBroker):
         """Assign the next id, buffer, fan out.  Synchronous: no other publish or subscribe can interleave."""
         state = self._topic(topic)
         event_id, chunk = state.log.append(data)
+        if state.waiters:
+            state.wake_waiters()
         overflowed = [sub for sub in state.subscribers if not sub.push(chunk)]
         for sub in overflowed:
             state.subscribers.discard(sub)
@@ -376,7 +447,7 @@ class SseHub(ServedBroker):
         """CORS preflight: a browser asks before a POST of text/event-stream or a Last-Event-ID."""
         return web.Response(status=204, headers={
             "Access-Control-Allow-Methods": "GET, POST",
-            "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID, Cache-Control",
+            "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID, Cache-Control, If-None-Match",
             "Access-Control-Max-Age": "600",
         })
 
@@ -407,9 +478,62 @@ class SseHub(ServedBroker):
                 raise
         finally:
             state.subscribers.discard(sub)
-            if not state.subscribers and not state.log and self._topics.get(topic) is state:
-                del self._topics[topic]
+            self._forget_if_idle(state)
         return response
+
+    def _forget_if_idle(self, state: _Topic) -> None:
+        if state.idle() and self._topics.get(state.name) is state:
+            del self._topics[state.name]
+
+    # ---- polling ---------------------------------------------------------------------
+
+    def _answer(self, request: web.Request, state: _Topic, since: int | None, limit: int) -> web.Response:
+        """The JSON answer of /state and /poll, or 304 when the client's ETag is still the topic's."""
+        last = state.log.last_id
+        headers = {"ETag": f'"{self._epoch}-{last}"', "Cache-Control": "no-cache"}
+        if headers["ETag"] in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        events, missed, more = _select(state.log, since, limit)
+        body: dict[str, Any] = {"topic": state.name, "last_id": last, "events": events, "more": more,
+                                "missed": missed}
+        if since is not None and since > last:
+            body["note"] = f"since={since} is ahead of this topic (last id {last}); ask again with since={last}"
+        return web.json_response(body, headers=headers)
+
+    def _poll_query(self, request: web.Request) -> tuple[str, int | None, int]:
+        topic = _check_topic(request)
+        since = _query_number(request, "since", None, 2**63 - 1, whole=True)
+        limit = _query_number(request, "limit", self._opts["buffer"], MAX_POLL_LIMIT, whole=True)
+        if self._stopping:
+            raise web.HTTPServiceUnavailable(text="SSE hub is stopping\n")
+        return topic, None if since is None else int(since), int(limit or 0)
+
+    async def _handle_state(self, request: web.Request) -> web.Response:
+        """Short-poll: what the topic holds now (see the module doc)."""
+        topic, since, limit = self._poll_query(request)
+        state = self._topics.get(topic) or _Topic(topic, 1)
+        return self._answer(request, state, since, limit)
+
+    async def _handle_poll(self, request: web.Request) -> web.Response:
+        """Long-poll: answer as soon as an event after ``since`` exists, or after ``wait`` seconds."""
+        topic, since, limit = self._poll_query(request)
+        wait = float(_query_number(request, "wait", DEFAULT_POLL_WAIT_S, MAX_POLL_WAIT_S, whole=False) or 0.0)
+        state = self._topic(topic)
+        since = state.log.last_id if since is None else since
+        try:
+            if since == state.log.last_id and wait > 0:
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                state.waiters.add(waiter)
+                try:
+                    async with asyncio.timeout(wait):
+                        await waiter
+                except TimeoutError:
+                    pass
+                finally:
+                    state.waiters.discard(waiter)
+            return self._answer(request, state, since, limit)
+        finally:
+            self._forget_if_idle(state)
 
     async def _pump(self, sub: _Subscriber, response: web.StreamResponse) -> None:
         """Write what the subscriber has pending, in batches; a comment when idle for ``heartbeat_s``."""
