@@ -224,7 +224,9 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         for line in cls.help().splitlines():
             print("  " + line)
         return 0
-    print(_table(catalogue(), ["name", "protocols", "summary"]))
+    rows = [{**row, "summary": row["summary"] if len(row["summary"]) <= 100 else row["summary"][:99] + "…"}
+            for row in catalogue()]
+    print(_table(rows, ["name", "protocols", "summary"]))
     print("\nMore on one: labkit scenarios NAME.  Run one: labkit run --scenario NAME [--knob value ...]")
     return 0
 
