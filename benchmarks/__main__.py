@@ -48,7 +48,11 @@ def main() -> int:
         section += ("\n### labkit's harness (benchmarks/harness.py)\n\n"
                     "p50/p99: one-way latency from the intended send time at a paced 1,000 msgs/s, median of 3 "
                     "runs (µs). sustained: find_capacity's highest rate with nothing lost, the publisher keeping "
-                    "its schedule and subscribers not falling behind (p99 bound 100 ms).\n\n"
+                    "its schedule and subscribers not falling behind (p99 bound 100 ms; two agreeing runs per "
+                    "rate). flood: every message due at once, rate = delivered / (last receive - first send) as "
+                    "the minimal clients measure theirs, median (min-max) of 3 runs; flood_client_cpu_us: the "
+                    "publisher's plus the subscriber's CPU per message in it (compare with the minimal clients' "
+                    "pub + sub).\n\n"
                     f"{table(harness.run_all())}\n")
     if not RESULTS.exists():
         RESULTS.write_text("# Benchmark results\n\nAppended by `make bench`; newest last.\n")

@@ -179,6 +179,24 @@ async def test_competing_consumers_share_a_named_queue(amqp_url: str) -> None:
     assert all(got.values()), "the broker shares the queue between both workers"
 
 
+async def test_auto_ack_acknowledges_every_message_even_in_bursts(amqp_url: str) -> None:
+    # ack="auto" acknowledges what one event-loop turn received in one basic.ack(multiple=True):
+    # a prefetch of 5 would stall after 5 messages if any acknowledgement went missing, and a
+    # named queue consumed again would redeliver what was left unacknowledged.
+    topic, queue = unique("burst"), unique("acked")
+    count = 300
+    async with AmqpClient(amqp_url) as pub, AmqpClient(amqp_url) as c:
+        first = await c.subscribe(topic, queue=queue, prefetch=5, auto_delete=True)
+        for i in range(count):
+            await pub.publish(topic, i.to_bytes(2, "big"))
+        assert await drain(first, count) == [i.to_bytes(2, "big") for i in range(count)]
+        again = await c.subscribe(topic, queue=queue, prefetch=5, auto_delete=True)
+        await first.close()  # anything it left unacknowledged goes back to the queue, and on to `again`
+        await pub.publish(topic, b"last")
+        message = await again.get(WAIT_S)
+        assert message.payload == b"last" and not message.redelivered, "an earlier message came back unacknowledged"
+
+
 async def test_topic_exchange_wildcards_route_like_topic_matches(amqp_url: str) -> None:
     root = unique("quotes")
     patterns = [f"{root}.*.EURUSD", f"{root}.#", f"{root}.fx.*", "#.GBPUSD"]

@@ -17,6 +17,7 @@ from labkit.wire.envelope import (
     body_of,
     decode,
     encode,
+    encoder,
 )
 
 
@@ -146,3 +147,29 @@ def test_random_bytes_only_ever_raise_envelope_error() -> None:
             continue
         assert blob.startswith(MAGIC) and all(0 <= v for v in env)
         assert env.intended_ns <= MAX_NS and env.sent_ns <= MAX_NS
+
+
+@pytest.mark.parametrize("size", [HEADER_BYTES, 100, 4096 + HEADER_BYTES, 70_000])
+def test_an_encoder_makes_the_same_bytes_as_encode(size: int) -> None:
+    stamp = encoder(0x2A, size)
+    for seq, intended, sent in ((0, 0, 0), (12_345, 1_700_000_000_123, 1_700_000_000_456), (MAX_SEQ, MAX_NS, MAX_NS)):
+        assert stamp(seq, intended, sent) == encode(0x2A, seq, intended, sent, size)
+    assert stamp(np.int64(3), np.int64(4), np.int64(5)) == encode(0x2A, 3, 4, 5, size)
+    assert encoder(np.int32(7), size)(1, 2, 3) == encode(7, 1, 2, 3, size)
+
+
+@pytest.mark.parametrize("fields,name", [
+    ((-1, 0, 0), "seq"), ((MAX_SEQ + 1, 0, 0), "seq"), ((0, -5, 0), "intended_ns"), ((0, 0, MAX_NS + 1), "sent_ns"),
+    ((0, 1.5, 0), "intended_ns"), (("a", 0, 0), "seq"), ((0, None, 0), "intended_ns"),
+])
+def test_an_encoder_refuses_out_of_range_fields(fields: tuple, name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        encoder(1, 100)(*fields)
+
+
+@pytest.mark.parametrize("pub,size,name", [(-1, 100, "pub"), (MAX_PUB + 1, 100, "pub"), (True, 100, "pub"),
+                                           ("0", 100, "pub"), (0, HEADER_BYTES - 1, "payload_bytes"),
+                                           (0, None, "payload_bytes")])
+def test_an_encoder_checks_its_publisher_and_size_up_front(pub: object, size: object, name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        encoder(pub, size)  # type: ignore[arg-type]

@@ -7,32 +7,48 @@ Latency measured from the intended time then includes the queueing the stall
 caused, instead of hiding it (the "coordinated omission" of closed-loop load
 generators).
 
-Waiting for a send time has three stages, because asyncio's timers are only as
-fine as the event loop's poll timeout (1 ms on Linux epoll, libuv and kqueue: a
-0.3 ms ``asyncio.sleep`` wakes after 1 ms):
+Waiting costs CPU, and on a two-core machine every microsecond the pacer burns
+is taken from the broker and the subscribers, so it waits in the cheapest way
+that still lands on time.  asyncio's timers are only as fine as the event
+loop's poll timeout (1 ms on Linux epoll, libuv and kqueue), so a wait first
+yields to the event loop once (what arrived since the last send is read), then
+has three stages:
 
-1. while more than ``spin_ns`` + one quantum remain: ``await sleep(...)`` for
-   whole quanta (``quantum_ns``, 1 ms), so the loop never wakes late;
-2. while more than ``spin_ns`` remain: a short blocking ``nap`` (``time.sleep``,
-   precise to ~0.1 ms), at most :data:`NAP_MAX_NS` at a time, yielding to the
-   event loop between naps so acknowledgements are still read;
-3. the last ``spin_ns``: yield to the loop (``sleep(0)``) and re-check the clock.
+1. while more than one quantum (``quantum_ns``, 1 ms) plus :data:`COARSE_MARGIN_NS`
+   remain: ``await sleep(...)`` for whole quanta; the event loop reads
+   acknowledgements meanwhile;
+2. short blocking naps (``time.sleep``, at most ``nap_max_ns`` each, yielding
+   to the event loop between them) aimed at ``spin_ns`` plus the naps' own
+   overshoot before the send time.  The pacer measures how late each nap wakes
+   and keeps a running estimate of the 75th percentile, which one preempted
+   nap cannot throw off;
+3. the rest, about ``spin_ns`` when the nap woke as usual: yield to the loop
+   (``sleep(0)``) and re-check the clock; the last :data:`BUSY_NS` only
+   re-read the clock (a turn of the event loop costs more than that).
 
-Measured on a 2-core machine at 1,000-3,000 msgs/s this kept the median send
-lag near 1-3 µs for ~20-45 % of a core, where plain ``asyncio.sleep`` sent
-~0.4-0.7 ms late and pure spinning took a whole core (competing with the
-broker and the subscribers for the two cores).  Above ~10,000 msgs/s the gaps
-are shorter than ``spin_ns`` and the pacer spins.  The naps hold the event
-loop for at most :data:`NAP_MAX_NS` (plus the OS's ~0.1 ms wake-up slack):
-pass ``nap=None`` to only yield when a subscriber shares the event loop.
-All times are ``clock()`` ns (``time.monotonic_ns`` by default).
+A nap costs as much CPU as any wake-up of a waiting process (a few µs on bare
+metal, ~20 µs on the 2-core VMs labkit was tuned on), and so does each send
+that wakes an idle receiver, so above ``1 / min_wake_ns`` messages per second
+(5,000 by default) a wake-up per message would cost a large share of a core.
+There the pacer wakes at most once per ``min_wake_ns`` and sends every message
+due by then in one burst: messages leave up to ``min_wake_ns`` after their
+intended time (never before it), and that lag is recorded and charged to their
+latency like any other.  Below that rate every message gets its own wake-up.
+
+Worker processes call :func:`fine_timer_slack` first, so that Linux wakes naps
+and loop timers within a few µs instead of adding its default 50 µs of slack.
+``nap=None`` (inline workers, which share the loop with subscribers) only
+yields and never coalesces.  All times are ``clock()`` ns (``time.monotonic_ns``
+by default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +58,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["pace", "PaceReport", "BEHIND_RATE_RATIO", "BEHIND_P99_LAG_NS", "LATE_NS", "SLEEP_QUANTUM_NS",
-           "NAP_MAX_NS"]
+__all__ = ["pace", "PaceReport", "fine_timer_slack", "BEHIND_RATE_RATIO", "BEHIND_P99_LAG_NS", "LATE_NS",
+           "SLEEP_QUANTUM_NS", "NAP_MAX_NS", "SPIN_NS", "MIN_WAKE_NS", "COARSE_MARGIN_NS"]
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +71,50 @@ BEHIND_P99_LAG_NS = 1_000_000
 LATE_NS = 1_000_000
 #: Granularity of the event loop's timers (ns): coarse sleeps are whole multiples of it.
 SLEEP_QUANTUM_NS = 1_000_000
-#: Longest single blocking nap in stage 2 (ns): bounds how long the event loop is held.
+#: What a coarse sleep leaves for the naps at least (ns): the loop's timer may wake this late.
+COARSE_MARGIN_NS = 200_000
+#: Longest single blocking nap by default (ns): bounds how long the event loop is held, and so how late
+#: an acknowledgement that arrives meanwhile is read and stamped.
 NAP_MAX_NS = 250_000
+#: Default last stretch before a send time spent yielding rather than napping (ns).
+SPIN_NS = 2_000
+#: Default shortest interval between two of the pacer's wake-ups (ns): faster schedules go out in bursts.
+MIN_WAKE_NS = 200_000
+#: What a nap is assumed to overshoot before the pacer has measured one (ns): Linux's default timer slack.
+NAP_OVERSHOOT_GUESS_NS = 50_000
+#: How far one nap moves the overshoot estimate up (ns; a third of it down).
+OVERSHOOT_STEP_NS = 2_000
+#: The estimate never exceeds this (ns): on a machine so busy that naps wake later still, spinning the
+#: difference away would only take more CPU from the processes being measured; sends are late instead.
+OVERSHOOT_CAP_NS = 150_000
+#: Nap length classes with an overshoot estimate of their own (see ``_length_class``).
+NAP_CLASSES = 5
+#: The last stretch before a message's time (ns) is waited by reading the clock in a loop...
+BUSY_NS = 20_000
+#: ...at most this many times (a clock that stops cannot hang the pacer).
+BUSY_READS = 1_000
 
 #: When behind (no wait at all), yield to the event loop once every this many messages.
 YIELD_EVERY = 32
 
 SendFn = Callable[[int, int], Awaitable[int | None]]
+
+_PR_SET_TIMERSLACK = 29
+
+
+def fine_timer_slack() -> bool:
+    """Ask Linux to wake this thread's sleeps and timers within 1 ns of their time (no 50 µs slack).
+
+    Only for processes of their own (the worker processes): it changes the
+    calling thread.  Returns False where the call does not exist (not Linux)
+    or failed; nothing else changes then.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -72,6 +125,7 @@ class PaceReport:
     sent (NaN with fewer than two messages or a zero-length schedule); lags
     are ns (sent minus intended).  ``behind`` says the offered load was not
     delivered to the system under test, and ``reason`` says why ("" if not).
+    ``wakeups`` counts the waits the pacer made (each costs a wake-up).
     """
 
     sent: int
@@ -84,18 +138,19 @@ class PaceReport:
     behind: bool
     reason: str
     lags_ns: np.ndarray = field(repr=False, compare=False)
+    wakeups: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe fields (NaN rates become None; the per-message lags are left out)."""
         out: dict[str, Any] = {}
         for name in ("sent", "unsent", "offered_rate", "achieved_rate", "max_lag_ns", "p99_lag_ns", "late",
-                     "behind", "reason"):
+                     "behind", "reason", "wakeups"):
             value = getattr(self, name)
             out[name] = None if isinstance(value, float) and math.isnan(value) else value
         return out
 
 
-def _report(offsets: Sequence[int], start_ns: int, sent_ns: list[int], unsent: int) -> PaceReport:
+def _report(offsets: Sequence[int], start_ns: int, sent_ns: list[int], unsent: int, wakeups: int) -> PaceReport:
     n = len(sent_ns)
     intended = np.asarray(offsets[:n], dtype=np.int64) + start_ns
     lags = np.asarray(sent_ns, dtype=np.int64) - intended
@@ -116,7 +171,104 @@ def _report(offsets: Sequence[int], start_ns: int, sent_ns: list[int], unsent: i
     if p99 > BEHIND_P99_LAG_NS:
         reasons.append(f"p99 send lag {p99 / 1e6:.2f} ms > {BEHIND_P99_LAG_NS / 1e6:g} ms")
     return PaceReport(sent=n, unsent=unsent, offered_rate=offered, achieved_rate=achieved, max_lag_ns=max_lag,
-                      p99_lag_ns=p99, late=late, behind=bool(reasons), reason="; ".join(reasons), lags_ns=lags)
+                      p99_lag_ns=p99, late=late, behind=bool(reasons), reason="; ".join(reasons), lags_ns=lags,
+                      wakeups=wakeups)
+
+
+def _length_class(nap_ns: int) -> int:
+    """Which overshoot estimate a nap of ``nap_ns`` uses: under 64 µs, 64-128, 128-256, 256-512, 512 µs or more.
+
+    Longer naps wake later (a CPU idle that long sleeps deeper, and a virtual
+    CPU may be descheduled), so each length class learns its own.
+    """
+    return min((nap_ns // 64_000).bit_length(), NAP_CLASSES - 1)
+
+
+class _Waiter:
+    """Waits until a time (ns) in the three stages of the module doc, learning how late naps wake."""
+
+    def __init__(self, clock: Callable[[], int], sleep: Callable[[float], Awaitable[Any]],
+                 nap: Callable[[float], Any] | None, spin_ns: int, quantum_ns: int, nap_max_ns: int) -> None:
+        self.clock, self.sleep, self.nap = clock, sleep, nap
+        self.spin_ns, self.quantum_ns, self.nap_max_ns = spin_ns, quantum_ns, nap_max_ns
+        #: Per nap length class: running estimate (ns) of the 75th percentile of how late a nap wakes.
+        self.overshoot_ns = [float(NAP_OVERSHOOT_GUESS_NS)] * NAP_CLASSES
+
+    def _learn(self, nap_ns: int, overshoot: int) -> None:
+        """Move the estimate of ``nap_ns``'s class a fixed step towards the 75th percentile of ``overshoot`` (ns).
+
+        Up a whole step when a nap woke later than the estimate, down a third of
+        one when earlier: the estimate settles where one nap in four is later.
+        A preempted nap (ms late) moves it by one step only, and it never
+        exceeds :data:`OVERSHOOT_CAP_NS`.
+        """
+        estimates, k = self.overshoot_ns, _length_class(nap_ns)
+        if overshoot > estimates[k]:
+            estimates[k] = min(estimates[k] + OVERSHOOT_STEP_NS, OVERSHOOT_CAP_NS)
+        else:
+            estimates[k] = max(0.0, estimates[k] - OVERSHOOT_STEP_NS / 3)
+
+    def _nap_ns(self, left: int, spare: int) -> int:
+        """How long to nap with ``left`` ns to go, to wake ``spare`` ns early despite the expected overshoot."""
+        estimates = self.overshoot_ns
+        ask = left - spare - int(estimates[_length_class(left)])
+        if ask > 0:  # the nap is shorter than what is left: its own class knows its overshoot better
+            ask = left - spare - int(estimates[_length_class(ask)])
+        return min(-(-ask // 1000) * 1000, self.nap_max_ns) if ask > 0 else 0
+
+    async def until(self, mark: int, earliest: int) -> int:
+        """Wait until ``mark`` (ns) or, once nothing finer than a spin is left, any time after ``earliest``.
+
+        Yields to the event loop at least once, first thing, so that what arrived
+        since the last send is read before the wait.  Returns the clock reading
+        at the end (>= ``earliest`` unless the clock stopped).
+        """
+        clock, sleep, nap = self.clock, self.sleep, self.nap
+        await sleep(0)
+        now = clock()
+        left = mark - now
+        quantum = self.quantum_ns
+        if left > quantum + COARSE_MARGIN_NS:
+            await sleep(((left - COARSE_MARGIN_NS) // quantum) * quantum / 1e9)
+            now = clock()
+            left = mark - now
+        napped = False
+        for _ in range(max(left, 0) // 1000 + 1000):  # bounded: a clock that stops cannot hang the pacer
+            if left <= 0:
+                break
+            if nap is not None:
+                if left <= BUSY_NS and mark == earliest:
+                    # The last µs: read the clock, not the event loop (one loop turn costs more than this).
+                    for _ in range(BUSY_READS):
+                        now = clock()
+                        if now >= mark:
+                            break
+                    left = mark - now
+                    if left <= 0:
+                        break
+                # A message's own time: land spin_ns early.  A burst's mark is ours to choose: aim at it.
+                spare = self.spin_ns if mark == earliest else 0
+                ask = self._nap_ns(left, spare)
+                if ask > 0:
+                    if napped:  # between two naps, let the event loop read what arrived
+                        await sleep(0)
+                        now = clock()
+                        left = mark - now
+                        ask = self._nap_ns(left, spare)
+                        if ask <= 0:
+                            continue
+                    nap(ask / 1e9)
+                    napped = True
+                    after = clock()
+                    self._learn(ask, after - now - ask)
+                    now, left = after, mark - after
+                    continue
+                if now >= earliest:
+                    break  # a burst: it may go now, no spin needed
+            await sleep(0)
+            now = clock()
+            left = mark - now
+        return now
 
 
 async def pace(
@@ -127,55 +279,57 @@ async def pace(
     clock: Callable[[], int] = time.monotonic_ns,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     nap: Callable[[float], Any] | None = time.sleep,
-    spin_ns: int = 200_000,
+    spin_ns: int = SPIN_NS,
     quantum_ns: int = SLEEP_QUANTUM_NS,
+    min_wake_ns: int = MIN_WAKE_NS,
+    nap_max_ns: int = NAP_MAX_NS,
     deadline_ns: int | None = None,
 ) -> PaceReport:
     """Call ``await send(index, intended_ns)`` at ``start_ns + offsets_ns[index]`` for every index, in order.
 
     ``send`` returns the ``sent_ns`` it stamped into the message (or None: the
     pacer's own clock reading just before the call is used).  Late messages are
-    sent at once, never skipped.  With ``deadline_ns`` the pacer stops before
-    a message it could not start by then and reports it and the rest as
-    ``unsent``.  ``clock`` (ns), ``sleep`` (async, s) and ``nap`` (blocking, s;
-    None to only yield) are injectable for tests; ``offsets_ns`` must be
-    non-decreasing ns.
+    sent at once, never skipped; no message is sent before its time.  With
+    ``deadline_ns`` the pacer stops before a message it could not start by then
+    and reports it and the rest as ``unsent``.  ``min_wake_ns`` (ns) is the
+    shortest interval between two waits: faster schedules go out in bursts, each
+    message at most that late (0 turns bursts off; ignored with ``nap=None``).
+    ``nap_max_ns`` (ns) bounds one nap: how long the event loop may be held
+    (raise it when nothing needs reading meanwhile: fewer naps cost less CPU).
+    ``clock`` (ns), ``sleep`` (async, s) and ``nap`` (blocking, s; None to only
+    yield) are injectable for tests; ``offsets_ns`` must be non-decreasing ns.
     """
-    if spin_ns < 0 or quantum_ns <= 0:
-        raise ConfigError(f"spin_ns={spin_ns!r} must be >= 0 and quantum_ns={quantum_ns!r} > 0 (ns)")
+    for name, value, low in (("spin_ns", spin_ns, 0), ("quantum_ns", quantum_ns, 1), ("min_wake_ns", min_wake_ns, 0),
+                             ("nap_max_ns", nap_max_ns, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{name}={value!r} must be a whole number of ns >= {low}")
     offsets = offsets_ns.tolist() if isinstance(offsets_ns, np.ndarray) else list(offsets_ns)
     total = len(offsets)
     sent_ns: list[int] = []
     append = sent_ns.append
-    coarse_above = spin_ns + quantum_ns
-    max_spins = (spin_ns + quantum_ns) // 10 + 1000  # a clock that stops cannot hang the pacer
+    waiter = _Waiter(clock, sleep, nap, spin_ns, quantum_ns, nap_max_ns)
+    coalesce = min_wake_ns if nap is not None else 0
+    last_wake = -(1 << 62)
+    wakeups = 0
     for index, offset in enumerate(offsets):
         target = start_ns + offset
         now = clock()
         if deadline_ns is not None and (now >= deadline_ns or target > deadline_ns):
             break
-        left = target - now
-        if left > coarse_above:
-            await sleep(((left - spin_ns) // quantum_ns) * quantum_ns / 1e9)
-            now = clock()
-            left = target - now
-        elif left <= 0 and index % YIELD_EVERY == YIELD_EVERY - 1:
+        if target > now:
+            mark = target
+            if target - last_wake < coalesce:
+                mark = last_wake + coalesce  # a burst: this one and whatever is due by then
+                if deadline_ns is not None and mark > deadline_ns:
+                    mark = deadline_ns
+            now = await waiter.until(mark, target)
+            last_wake = mark  # bursts keep to a grid, whatever the wake-up's own jitter
+            wakeups += 1
+        elif index % YIELD_EVERY == YIELD_EVERY - 1:
             await sleep(0)  # behind: still let the event loop read acknowledgements now and then
-        spins = 0
-        while left > 0 and spins < max_spins:
-            if nap is not None and left > spin_ns:
-                nap(min(left - spin_ns, NAP_MAX_NS) / 1e9)
-                now = clock()
-                left = target - now
-                if left <= 0:
-                    break
-            await sleep(0)
-            now = clock()
-            left = target - now
-            spins += 1
         stamped = await send(index, target)
         append(now if stamped is None else stamped)
-    report = _report(offsets, start_ns, sent_ns, total - len(sent_ns))
+    report = _report(offsets, start_ns, sent_ns, total - len(sent_ns), wakeups)
     if report.behind:
         log.warning("pacer behind: %s", report.reason)
     return report

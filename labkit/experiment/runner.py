@@ -338,17 +338,41 @@ async def sweep(parameter: str, values: Sequence[Any], protocols: Sequence[str] 
     return Result.concat(results)
 
 
+#: Runs that pass or fail alike and settle a rate's verdict in find_capacity (a third breaks a tie).
+CAPACITY_AGREE = 2
+#: A run that delivered under this share of the offered rate settles a failing verdict alone.
+CAPACITY_FAR_BELOW = 0.5
+
+
+def _capacity_ok(row: Any, p99_ms: float) -> bool:
+    """One find_capacity run passes: nothing lost, p99 in bound, publishers kept the rate, subscribers kept up."""
+    return (int(row["lost"]) == 0 and float(row["p99_ms"]) <= p99_ms and not bool(row["behind"])
+            and not bool(row["subscribers_behind"]))
+
+
+def _far_below(row: Any, rate: float) -> bool:
+    """So far under the offered rate that a second run could not change the verdict."""
+    throughput = float(row["throughput_msgs_s"])
+    return not math.isnan(throughput) and throughput < CAPACITY_FAR_BELOW * rate
+
+
 async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_ms: float = 10.0,
                         start_rate: float = 500.0, max_rate: float = 200_000.0, steps: int = 10,
                         lab: Any = None, options: dict[str, Any] | None = None, workers: str = "process",
                         mqtt: str = "amqtt", progress: Progress | None = None) -> Result:
     """The highest sustained rate (msgs/s) with nothing lost and p99 latency under ``p99_ms``.
 
-    A bounded search: the rate doubles from ``start_rate`` until a run fails
-    (loss, p99 over the bound, the publishers could not keep the rate, or the
-    subscribers fell further and further behind), then
-    bisects between the last good and the first bad rate; at most ``steps`` runs.
-    Every trial run is in the Result; ``meta["capacity_msgs_s"]`` holds the answer.
+    A bounded search over at most ``steps`` rates: the rate doubles from
+    ``start_rate`` until it fails (loss, p99 over the bound, the publishers
+    could not keep the rate, or the subscribers fell further and further
+    behind), then bisects between the last good and the first bad rate.  Each
+    rate's verdict takes two runs that agree (a third when they do not), so one
+    disturbed run on a busy machine cannot move the answer; a run that delivered
+    under half the offered rate settles a failure alone.  At most ``2 * steps``
+    runs in all: when they run out, the search stops with what it has.
+    Every run is in the Result (``capacity_trial`` numbers them, ``capacity_step``
+    the rate they belong to, ``capacity_ok`` their own verdict, ``capacity_pass``
+    the rate's); ``meta["capacity_msgs_s"]`` holds the answer.
     """
     for name, value in (("p99_ms", p99_ms), ("start_rate", start_rate), ("max_rate", max_rate)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -364,17 +388,30 @@ async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_
     base.replace(rate=float(start_rate))  # a start rate the workload cannot take fails before any run
     good, bad = 0.0, None
     rate = float(start_rate)
-    results = []
+    results: list[Result] = []
+    budget = 2 * steps
     async with _LabScope(lab, [protocol], mqtt) as scope:
         for step in range(steps):
-            _note(progress, f"{protocol} at {rate:,.0f} msgs/s", step / steps)
-            r = await run_on(scope.target(protocol), base.replace(rate=rate), options, scenario="capacity",
-                             workers=workers)
-            row = r.summary.iloc[0]
-            ok = (int(row["lost"]) == 0 and float(row["p99_ms"]) <= p99_ms and not bool(row["behind"])
-                  and not bool(row["subscribers_behind"]))
-            results.append(add_columns(r, capacity_trial=step, capacity_ok=ok))
-            if ok:
+            passed = failed = 0
+            step_results = []
+            while max(passed, failed) < CAPACITY_AGREE and len(results) < budget:
+                _note(progress, f"{protocol} at {rate:,.0f} msgs/s", len(results) / budget)
+                r = await run_on(scope.target(protocol), base.replace(rate=rate), options, scenario="capacity",
+                                 workers=workers)
+                row = r.summary.iloc[0]
+                ok = _capacity_ok(row, p99_ms)
+                passed, failed = passed + ok, failed + (not ok)
+                step_results.append(add_columns(r, capacity_trial=len(results), capacity_step=step,
+                                                capacity_ok=ok))
+                results.append(step_results[-1])
+                if not ok and _far_below(row, rate):
+                    failed = CAPACITY_AGREE
+            if max(passed, failed) < CAPACITY_AGREE:
+                break  # out of runs before this rate was settled: it counts for nothing
+            verdict = passed >= CAPACITY_AGREE
+            for r in step_results:
+                add_columns(r, capacity_pass=verdict)
+            if verdict:
                 good = rate
             else:
                 bad = rate
@@ -389,6 +426,7 @@ async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_
     _note(progress, "done", 1.0)
     out = Result.concat(results)
     out.meta["capacity_msgs_s"] = good
+    out.meta["capacity_runs"] = len(results)
     out.meta["capacity_rule"] = (f"no loss, p99 <= {p99_ms} ms, publishers kept the offered rate, "
-                                 "subscribers kept up")
+                                 f"subscribers kept up; {CAPACITY_AGREE} runs agreeing per rate")
     return out

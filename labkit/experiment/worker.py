@@ -26,18 +26,73 @@ import numpy as np
 
 from ..errors import ConfigError, LabkitError, LabkitTimeout
 from ..protocols import client as make_client
-from ..wire.envelope import EnvelopeError, decode, encode
+from ..wire.envelope import HEADER_BYTES, MAGIC, encode, encoder
 from .dtypes import RECEIVED_DTYPE, SENT_DTYPE
 from .options import split_options
-from .pacing import pace
+from .pacing import fine_timer_slack, pace
 from .workload import Workload, schedule_ns, topic_of, warmup_count
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PublisherWorker", "SubscriberWorker", "ACK_TIMEOUT_S"]
+__all__ = ["PublisherWorker", "SubscriberWorker", "ACK_TIMEOUT_S", "decode_headers", "broker_acknowledges"]
 
 #: Longest a publisher waits for its outstanding acknowledgements after its last send (s).
 ACK_TIMEOUT_S = 30.0
+#: Longest nap (ns) of a publisher whose broker acknowledges nothing: nothing needs reading while it waits,
+#: and fewer, longer naps cost less CPU (see labkit.experiment.pacing).
+QUIET_NAP_MAX_NS = 1_000_000
+#: A count no run reaches: "no milestone ahead".
+_NEVER = 1 << 62
+
+
+def broker_acknowledges(protocol: str, options: dict[str, Any]) -> bool:
+    """True when the broker answers each publish (MQTT QoS 1/2, AMQP confirms, SSE POSTs): acks to read promptly."""
+    if protocol == "mqtt":
+        return int(options.get("qos", 0)) > 0
+    if protocol == "amqp":
+        return bool(options.get("confirms", False))
+    if protocol == "sse":
+        return options.get("ingest", "stream") == "post"
+    return False
+
+# Envelope headers, many at once (see labkit.wire.envelope for the layout): hex digit values, 255 = not hex.
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _value, _char in enumerate(b"0123456789abcdef"):
+    _HEX[_char] = _value
+for _value, _char in enumerate(b"ABCDEF", start=10):
+    _HEX[_char] = _value
+_MAGIC = np.frombuffer(MAGIC, dtype=np.uint8)
+_SPACES = [8, 21, 38, 55]
+_FIELDS = ((4, 4), (9, 12), (22, 16), (39, 16))  # (first byte, hex digits): pub, seq, intended_ns, sent_ns
+
+
+def decode_headers(heads: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decode many envelope headers at once: (valid, pub, seq, intended_ns, sent_ns) arrays.
+
+    ``heads`` holds the first :data:`HEADER_BYTES` bytes of each payload
+    (fewer for a shorter payload, which is then invalid).  ``valid[i]`` is True
+    exactly when :func:`labkit.wire.envelope.decode` accepts ``heads[i]``, and
+    the four int64 fields then equal its result; invalid rows hold garbage.
+    Subscribers keep the raw headers while messages arrive and decode them
+    here, once the run is over, so the hot path does no parsing.
+    """
+    n = len(heads)
+    if not n:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=bool), empty, empty.copy(), empty.copy(), empty.copy()
+    raw = b"".join(h if len(h) == HEADER_BYTES else bytes(h[:HEADER_BYTES]).ljust(HEADER_BYTES, b"\0")
+                   for h in heads)
+    table = np.frombuffer(raw, dtype=np.uint8).reshape(n, HEADER_BYTES)
+    valid = (table[:, :4] == _MAGIC).all(axis=1) & (table[:, _SPACES] == 0x20).all(axis=1)
+    fields = []
+    for first, digits in _FIELDS:
+        values = _HEX[table[:, first:first + digits]]
+        valid &= (values != 255).all(axis=1)
+        if digits == 16:
+            valid &= values[:, 0] <= 7  # a time must fit a signed 64-bit field
+        weights = 16 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
+        fields.append((np.where(values == 255, 0, values).astype(np.int64) * weights).sum(axis=1))
+    return valid, fields[0], fields[1], fields[2], fields[3]
 
 
 def _cpu_s() -> float:
@@ -98,36 +153,43 @@ class PublisherWorker(_Worker):
         n = len(offsets)
         topic = topic_of(w, self.index)
         publish_opts = self.where["publish"]
-        sent = np.zeros(n, dtype=SENT_DTYPE)
-        sent["pub"] = self.index
-        sent["seq"] = np.arange(n)
-        sent["acked_ns"] = -1
-        sent["warmup"][:warm] = True
         acks: list[Any] = [None] * n
         size = w.payload_bytes
         body_of = w.payload
-        client = self.client
+        publish = self.client.publish
         pub = self.index
+        clock = time.monotonic_ns
+        stamp = encoder(pub, size) if body_of is None else None
 
+        # The hot loop: the pacer records each returned sent time, so nothing else is stored here.
         async def send(i: int, intended_ns: int) -> int:
-            now = time.monotonic_ns()
-            body = body_of(pub, i) if body_of is not None else None
-            payload = encode(pub, i, intended_ns, now, size, body)
-            acks[i] = await client.publish(topic, payload, **publish_opts)
-            sent["intended_ns"][i] = intended_ns
-            sent["sent_ns"][i] = now
+            now = clock()
+            if stamp is not None:
+                payload = stamp(i, intended_ns, now)
+            else:
+                payload = encode(pub, i, intended_ns, now, size, body_of(pub, i))  # type: ignore[misc]
+            acks[i] = await (publish(topic, payload, **publish_opts) if publish_opts else publish(topic, payload))
             return now
 
         self._start_meter()
         horizon = int(offsets[-1]) if n else 0
         deadline = start_ns + horizon + int(max(10.0, horizon / 1e9) * 1e9)
         # Inline workers share the loop with subscribers: no blocking naps there (see pacing.pace).
-        naps = {"nap": None} if self.job.get("inline") else {}
+        if self.job.get("inline"):
+            naps: dict[str, Any] = {"nap": None}
+        else:
+            naps = {} if broker_acknowledges(self.protocol, self.job["options"]) else {"nap_max_ns": QUIET_NAP_MAX_NS}
         report = await pace(offsets, start_ns, send, deadline_ns=deadline, **naps)
         meter = self._meter()
-        missing, failed, first_error = await self._settle(acks, sent)
+        done = np.zeros(report.sent, dtype=SENT_DTYPE)
+        done["pub"] = pub
+        done["seq"] = np.arange(report.sent)
+        done["intended_ns"] = offsets[: report.sent] + start_ns
+        done["sent_ns"] = done["intended_ns"] + report.lags_ns
+        done["acked_ns"] = -1
+        done["warmup"][:warm] = True
+        missing, failed, first_error = await self._settle(acks[: report.sent], done)
         path = os.path.join(self.job["out_dir"], f"sent-{pub}.npy")
-        done = sent[: report.sent]
         np.save(path, done)
         return {"records": path, "pace": report.to_dict(), "acks_missing": missing, "acks_failed": failed,
                 "ack_error": first_error, **_ack_times(acks, done), **meter}
@@ -174,12 +236,20 @@ def _ack_times(acks: list[Any], sent: np.ndarray) -> dict[str, Any]:
 
 
 class SubscriberWorker(_Worker):
-    """Subscribes to every topic of the workload and records each message it receives."""
+    """Subscribes to every topic of the workload and records each message it receives.
+
+    Each message is recorded by a plain function call from the client's reader
+    (:meth:`Subscription._set_sink`): its receive time, its redelivered flag and
+    the raw envelope header, decoded in bulk once the run is over
+    (:func:`decode_headers`).
+    """
 
     def __init__(self, job: dict[str, Any], workload: Workload | None = None) -> None:
         super().__init__(job, workload)
-        self.rows: list[tuple[int, int, int, int, int, int, bool]] = []
         self.bad = 0
+        self._heads: list[bytes] = []
+        self._received: list[int] = []
+        self._redelivered: list[bool] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
         self._enough = asyncio.Event()
@@ -188,6 +258,12 @@ class SubscriberWorker(_Worker):
         self.stall_s = float(job.get("stall_s", 0.0))
         self.error = ""
         self._stalled = False
+        self._next = self._milestone_after()
+
+    @property
+    def received(self) -> int:
+        """Messages recorded so far (those that start like an envelope)."""
+        return len(self._received)
 
     async def prepare(self) -> dict[str, Any]:
         connect_ms = await self.connect()
@@ -196,27 +272,56 @@ class SubscriberWorker(_Worker):
             sub = await self.client.subscribe(t, idle_timeout=None, **self.where["subscribe"])
             self._subs.append(sub)
         self._start_meter()
-        self._tasks = [asyncio.create_task(self._read(s)) for s in self._subs]
+        take = self._taker()
+        for sub in self._subs:
+            sub._set_sink(take)
+        self._tasks = [asyncio.create_task(self._watch(s)) for s in self._subs]
         return {"connect_ms": connect_ms, "topics": topics, "settings": self.client.settings()}
 
-    async def _read(self, sub: Any) -> None:
-        rows = self.rows
-        me = self.index
+    def _taker(self) -> Any:
+        """The per-message hot path: three appends and one comparison (no decoding, no task switch)."""
+        heads, received, redelivered = self._heads, self._received, self._redelivered
+        keep_head, keep_time, keep_flag = heads.append, received.append, redelivered.append
+
+        def take(msg: Any) -> None:
+            payload = msg.payload
+            if payload[:4] == MAGIC:
+                keep_head(payload[:HEADER_BYTES])
+                keep_time(msg.received_ns)
+                keep_flag(msg.redelivered)
+                if len(received) >= self._next:
+                    self._milestone()
+            else:
+                self.bad += 1
+
+        return take
+
+    def _milestone_after(self) -> int:
+        """The next count at which something must happen: the stall, or having enough."""
+        ahead = [_NEVER]
+        if self.stall_after >= 0 and not self._stalled:
+            ahead.append(self.stall_after)
+        if self._expected is not None and not self._enough.is_set():
+            ahead.append(self._expected)
+        return min(ahead)
+
+    def _milestone(self) -> None:
+        count = len(self._received)
+        if not self._stalled and 0 <= self.stall_after <= count:
+            self._stalled = True  # once per subscriber, whichever topic gets there
+            self._stall()
+        if self._expected is not None and count >= self._expected:
+            self._enough.set()
+        self._next = self._milestone_after()
+
+    async def _watch(self, sub: Any) -> None:
+        """Wait for the subscription to end; record what still comes through iteration (none, with a sink)."""
+        take = self._taker()
         try:
             async for msg in sub:
-                try:
-                    env = decode(msg.payload)
-                except EnvelopeError:
-                    self.bad += 1
-                    continue
-                rows.append((me, env.pub, env.seq, msg.received_ns, env.intended_ns, env.sent_ns, msg.redelivered))
-                if self._expected is not None and len(rows) >= self._expected:
-                    self._enough.set()
-                if not self._stalled and len(rows) >= self.stall_after >= 0:
-                    self._stalled = True  # once per subscriber, whichever topic's reader gets there
-                    self._stall()
+                take(msg)
         except LabkitError as exc:
-            log.warning("subscriber %d: %s", me, exc)
+            log.warning("subscriber %d: %s", self.index, exc)
             self.error = self.error or str(exc)
             self._enough.set()
 
@@ -230,24 +335,37 @@ class SubscriberWorker(_Worker):
         once it reads again.  Only in a worker process (the runner refuses a
         stall with inline workers, where it would stop the publishers too).
         """
-        log.info("subscriber %d: stalling %.3f s after %d messages", self.index, self.stall_s, len(self.rows))
+        log.info("subscriber %d: stalling %.3f s after %d messages", self.index, self.stall_s, self.received)
         time.sleep(self.stall_s)
 
     async def collect(self, deadline_ns: int, expected: int) -> dict[str, Any]:
         """Receive until ``expected`` messages arrived or the drain deadline passed."""
         self._expected = expected
-        if len(self.rows) >= expected:
+        if self.received >= expected:
             self._enough.set()
+        self._next = self._milestone_after()
         left = max(0.0, (deadline_ns - time.monotonic_ns()) / 1e9)
         try:
             await asyncio.wait_for(self._enough.wait(), left)
         except TimeoutError:
             pass
         meter = self._meter()
+        for sub in self._subs:
+            sub._set_sink(None)  # what arrives from now on is past the deadline: not recorded
+        heads, stamps, flags = self._heads, self._received, self._redelivered
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        received = np.array(self.rows, dtype=RECEIVED_DTYPE) if self.rows else np.zeros(0, dtype=RECEIVED_DTYPE)
+        valid, pub, seq, intended, sent = decode_headers(heads)
+        self.bad += int(np.count_nonzero(~valid))
+        received = np.zeros(int(np.count_nonzero(valid)), dtype=RECEIVED_DTYPE)
+        received["sub"] = self.index
+        received["pub"] = pub[valid]
+        received["seq"] = seq[valid]
+        received["received_ns"] = np.asarray(stamps, dtype=np.int64)[valid] if stamps else 0
+        received["intended_ns"] = intended[valid]
+        received["sent_ns"] = sent[valid]
+        received["redelivered"] = np.asarray(flags, dtype=bool)[valid] if flags else False
         path = os.path.join(self.job["out_dir"], f"received-{self.index}.npy")
         np.save(path, received)
         pending = sum(getattr(s, "pending", 0) for s in self._subs)
@@ -290,6 +408,7 @@ async def _serve(job: dict[str, Any], reader: asyncio.StreamReader) -> None:
 
 
 async def _main() -> int:
+    fine_timer_slack()  # this process is ours: its naps and timers may wake to the µs
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

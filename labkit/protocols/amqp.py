@@ -54,8 +54,6 @@ DEFAULT_PREFETCH = 100
 ACK_MODES = ("auto", "manual", "none")
 PUBLISH_OPTIONS = frozenset({"persistent", "mandatory", "headers", "content_type", "message_id",
                              "correlation_id", "reply_to", "expiration_ms", "priority"})
-#: Basic properties copied into Message.properties (besides headers, persistent, exchange, routing_key).
-_PROPERTIES = ("content_type", "delivery_mode", "correlation_id", "reply_to", "message_id", "expiration", "priority")
 SUBSCRIBE_OPTIONS = frozenset({"queue", "durable", "exclusive", "auto_delete", "prefetch", "ack", "no_ack",
                                "arguments", "bind_arguments", "idle_timeout"})
 
@@ -121,6 +119,42 @@ class _MeteredTransport(TransportFactory):
         except BaseException:
             sock.close()
             raise
+
+
+class _AutoAck:
+    """``ack="auto"``: acknowledge each delivery on receipt.
+
+    Every delivery handed over in one turn of the event loop is acknowledged
+    at the end of that turn, in one ``basic.ack`` with ``multiple=True`` for
+    the highest tag (deliveries on a channel come in tag order, and this
+    channel has no other consumer): one frame instead of one per message.
+    """
+
+    __slots__ = ("channel", "timeout", "latest", "scheduled", "sending")
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, timeout: float) -> None:
+        self.channel, self.timeout = channel, timeout
+        self.latest = 0
+        self.scheduled = False
+        self.sending: set[asyncio.Task[None]] = set()
+
+    def delivered(self, tag: int) -> None:
+        if tag > self.latest:
+            self.latest = tag
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        task = asyncio.ensure_future(self._send(self.latest))
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+    async def _send(self, tag: int) -> None:
+        with contextlib.suppress(amqp_errors.ChannelInvalidStateError, amqp_errors.AMQPError, TimeoutError):
+            async with asyncio.timeout(self.timeout):
+                await self.channel.basic_ack(tag, multiple=True, wait=False)
 
 
 @dataclass(eq=False)
@@ -231,17 +265,20 @@ class AmqpClient(Client):
         self.connect_ms = (time.perf_counter() - started) * 1000.0
 
     def _channel(self) -> aiormq.abc.AbstractChannel:
+        pub, conn = self._pub, self._conn
+        if pub is not None and conn is not None and conn.connected.is_set() and not pub.is_closed:
+            return pub  # the hot path: nothing to explain
         where = _safe_url(self.url)
-        if self._pub is None or self._conn is None:
+        if pub is None or conn is None:
             raise ProtocolError(f"the client for {where} is not connected; call connect() or use 'async with'")
-        if not self._conn.connected.is_set():  # cleared when the connection closes, for any reason
+        if not conn.connected.is_set():  # cleared when the connection closes, for any reason
             raise ConnectError(f"the connection to {where} is closed; is the broker still running? Connect again")
-        if self._pub.is_closed:
-            raise ProtocolError(f"{where}: the broker closed the publishing channel; close this client and "
-                                "connect again")
-        return self._pub
+        raise ProtocolError(f"{where}: the broker closed the publishing channel; close this client and "
+                            "connect again")
 
     def _properties(self, options: dict[str, Any]) -> spec.Basic.Properties:
+        if not options:  # a new object each time: aiormq writes a message id into it
+            return spec.Basic.Properties(delivery_mode=1)
         unknown = set(options) - PUBLISH_OPTIONS
         if unknown:
             raise ConfigError(f"unknown publish option(s) {sorted(unknown)}; AMQP takes {sorted(PUBLISH_OPTIONS)}")
@@ -274,10 +311,11 @@ class AmqpClient(Client):
                               "broker returned the message as unroutable")
         if not self.confirms:
             sent = time.monotonic_ns()
-            with _seam(f"publishing to {key!r}"):
-                async with asyncio.timeout(self.timeout):
-                    await channel.basic_publish(payload, exchange=self.exchange, routing_key=key,
-                                                properties=properties, mandatory=mandatory)
+            try:  # aiormq bounds the wait itself (one timer, not two)
+                await channel.basic_publish(payload, exchange=self.exchange, routing_key=key,
+                                            properties=properties, mandatory=mandatory, timeout=self.timeout)
+            except (amqp_errors.AMQPError, amqp_errors.ChannelInvalidStateError, OSError, TimeoutError) as exc:
+                raise map_error(exc, f"publishing to {key!r}") from exc
             return Ack.done(sent)
         await self.window.acquire(self.timeout)
         sent = time.monotonic_ns()
@@ -382,34 +420,37 @@ class AmqpClient(Client):
 
     def _deliver_to(self, sub: Subscription, channel: aiormq.abc.AbstractChannel,
                     ack_mode: str) -> Callable[[DeliveredMessage], Awaitable[None]]:
-        app_topic, timeout = self.app_topic, self.timeout
+        app_topic = self.app_topic
+        acker = _AutoAck(channel, self.timeout) if ack_mode == "auto" else None
+        cannot_reject = self._cannot_reject(ack_mode) if ack_mode != "manual" else None
 
         async def on_message(delivered: DeliveredMessage) -> None:
             received = time.monotonic_ns()
             props = delivered.header.properties
             tag = delivered.delivery_tag or 0
+            routing_key = delivered.routing_key
             message = Message(
-                topic=app_topic(delivered.routing_key or ""),
+                topic=app_topic(routing_key or ""),
                 payload=delivered.body,
                 received_ns=received,
                 redelivered=bool(delivered.redelivered),
                 id=props.message_id or str(tag),
-                properties={name: getattr(props, name) for name in _PROPERTIES},
+                properties={"content_type": props.content_type, "delivery_mode": props.delivery_mode,
+                            "correlation_id": props.correlation_id, "reply_to": props.reply_to,
+                            "message_id": props.message_id, "expiration": props.expiration,
+                            "priority": props.priority, "headers": props.headers or {},
+                            "persistent": props.delivery_mode == 2, "exchange": delivered.exchange,
+                            "routing_key": routing_key, "delivery_tag": tag},
             )
-            message.properties.update(headers=props.headers or {}, persistent=props.delivery_mode == 2,
-                                      exchange=delivered.exchange, routing_key=delivered.routing_key,
-                                      delivery_tag=tag)
-            if ack_mode == "manual":
+            if cannot_reject is None:
                 settled: list[str] = []  # once settled, a second ack/reject would close the channel
                 message._ack = lambda: self._settle(channel, tag, None, settled)
                 message._reject = lambda requeue: self._settle(channel, tag, bool(requeue), settled)
             else:
-                message._reject = self._cannot_reject(ack_mode)
+                message._reject = cannot_reject
             sub._deliver(message)
-            if ack_mode == "auto":
-                with contextlib.suppress(amqp_errors.ChannelInvalidStateError, amqp_errors.AMQPError, TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await channel.basic_ack(tag, wait=False)
+            if acker is not None:
+                acker.delivered(tag)
 
         return on_message
 

@@ -170,11 +170,35 @@ class Subscription:
         self._queue: asyncio.Queue[Message | BaseException | None] = asyncio.Queue(maxsize)
         self._closer = closer
         self._closed = False
+        self._sink: Callable[[Message], None] | None = None
 
     # Feeding side, used by the protocol implementations.
     def _deliver(self, message: Message) -> None:
         if not self._closed:
-            self._queue.put_nowait(message)
+            sink = self._sink
+            if sink is None:
+                self._queue.put_nowait(message)
+            else:
+                sink(message)
+
+    def _set_sink(self, sink: Callable[[Message], None] | None) -> None:
+        """Hand every message straight to ``sink`` as the client decodes it (None: queue them again).
+
+        For labkit's own measurement workers: a plain call per message instead
+        of a queue and a task switch.  Messages already queued go to ``sink``
+        first, in order; the end of the stream and errors still come through
+        iteration (``get``), which then sees no messages.
+        """
+        if sink is not None:
+            queue = self._queue
+            held = [queue.get_nowait() for _ in range(queue.qsize())]
+            for at, item in enumerate(held):
+                if not isinstance(item, Message):  # the end or an error: it and what follows stay queued
+                    for later in held[at:]:
+                        queue.put_nowait(later)
+                    break
+                sink(item)
+        self._sink = sink
 
     def _fail(self, error: BaseException | None) -> None:
         """End the iteration: with ``error`` raised, or cleanly with None."""

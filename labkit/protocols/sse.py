@@ -9,8 +9,9 @@ Two ways to publish (option ``ingest``):
   ``max_inflight`` above 1, requests travel on several connections and may
   reach the hub out of order.
 * ``"stream"``: one long chunked ``POST`` per topic whose body is itself an
-  event stream; ``publish()`` queues the encoded event for that writer and
-  returns a completed Ack.  Order is kept and the HTTP cost is paid once.
+  event stream; ``publish()`` writes the encoded event as the next chunk of
+  that body itself and returns a completed Ack.  Order is kept and the HTTP
+  cost is paid once.
 
 ``subscribe()`` reads ``GET /sse/{topic}`` and, like ``EventSource``,
 reconnects after the server's ``retry:`` delay with ``Last-Event-ID`` when
@@ -25,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator
 from importlib.metadata import version as _dist_version
 from typing import Any, ClassVar
 
@@ -46,8 +45,8 @@ log = logging.getLogger(__name__)
 DEFAULT_RETRY_MS = 3000
 #: Connections a "post" client uses for its requests at most.
 POST_CONNECTIONS = 32
-#: Encoded events a "stream" publisher may queue before publish() waits for the writer.
-STREAM_QUEUE_EVENTS = 10_000
+#: Bytes a chunk adds to an event in a streamed POST body, at most (hex length, two CRLFs).
+CHUNK_OVERHEAD = 20
 
 _INGESTS = ("post", "stream")
 
@@ -94,36 +93,48 @@ def _mark_retrieved(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-#: Loop turns publish() waits at most for an idle stream writer to take an event.
-WRITE_TURNS = 3
+class _Ingest(aiohttp.payload.Payload):
+    """The body of one long streamed POST (``ingest="stream"``).
 
-
-class _Ingest:
-    """The state of one long streamed POST (``ingest="stream"``)."""
-
-    __slots__ = ("pending", "wake", "drained", "closing", "task", "error", "result")
+    aiohttp calls :meth:`write_with_length` with the request's stream writer
+    once the request is under way; the body then stays open until
+    :meth:`finish`, and ``publish()`` writes each event through ``writer``
+    itself: the event is on the socket when ``publish()`` returns, with no
+    task between them.
+    """
 
     def __init__(self) -> None:
-        self.pending: deque[bytes] = deque()
-        self.wake = asyncio.Event()
-        self.drained = asyncio.Event()
+        super().__init__(b"", content_type="text/event-stream")
+        self.writer: Any = None
+        self.ready = asyncio.Event()  # set once the writer is here, or the request failed
+        self.done = asyncio.Event()  # set by finish(): end the body
         self.closing = False
         self.task: asyncio.Task[None] | None = None
         self.error: LabkitError | None = None
         self.result: dict[str, Any] | None = None
 
-    async def body(self) -> AsyncIterator[bytes]:
-        while True:
-            if self.pending:
-                batch = b"".join(self.pending)
-                self.pending.clear()
-                self.drained.set()
-                yield batch
-                continue
-            if self.closing:
-                return
-            self.wake.clear()
-            await self.wake.wait()  # bounded by close(), which sets closing and wakes us
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a live event stream cannot be read back")
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        self.writer = writer
+        self.ready.set()
+        try:
+            await self.done.wait()  # bounded by finish(), which close() calls
+        finally:
+            self.writer = None
+
+    def fail(self, error: LabkitError) -> None:
+        self.error = self.error or error
+        self.writer = None
+        self.ready.set()
+
+    def finish(self) -> None:
+        self.closing = True
+        self.done.set()
 
 
 class SseClient(Client):
@@ -176,7 +187,8 @@ class SseClient(Client):
         """Client defaults that move the numbers (see :meth:`Client.settings`)."""
         out = super().settings()
         out.update(ingest=self.implementation, post_connections=POST_CONNECTIONS,
-                   stream_queue_events=STREAM_QUEUE_EVENTS, library=f"aiohttp {_dist_version('aiohttp')}")
+                   stream_write="publish() writes each event as the next chunk of the POST body",
+                   library=f"aiohttp {_dist_version('aiohttp')}")
         return out
 
     # ---- connection ------------------------------------------------------------------
@@ -300,36 +312,36 @@ class SseClient(Client):
             self.window.release()
 
     async def _publish_stream(self, session: aiohttp.ClientSession, wire: str, url: str, text: str) -> Ack:
+        what = f"POST stream /sse/{wire}"
         ingest = self._ingests.get(wire)
         if ingest is None:
             ingest = self._ingests[wire] = _Ingest()
-            ingest.task = asyncio.create_task(self._run_ingest(session, wire, url, ingest))
-        if ingest.error is not None:
-            raise ingest.error
-        if len(ingest.pending) >= STREAM_QUEUE_EVENTS:
-            ingest.drained.clear()
-            try:
-                await asyncio.wait_for(ingest.drained.wait(), self.timeout)
-            except TimeoutError:
-                raise LabkitTimeout(
-                    f"POST stream /sse/{wire}: {STREAM_QUEUE_EVENTS} events waited {self.timeout} s for the hub"
-                ) from None
-            if ingest.error is not None:
-                raise ingest.error
+            # The subscriptions' pool: it has no per-chunk trace hook, which a stream has no use for.
+            ingest.task = asyncio.create_task(self._run_ingest(self._sub_session or session, wire, url, ingest))
+        writer = ingest.writer
+        if writer is None:
+            if not ingest.ready.is_set():
+                try:
+                    await asyncio.wait_for(ingest.ready.wait(), self.timeout)
+                except TimeoutError:
+                    raise LabkitTimeout(f"{what}: the hub took no request within {self.timeout} s") from None
+            writer = ingest.writer
+            if writer is None:
+                raise ingest.error or ConnectError(f"{what}: the stream is closed")
+        data = encode_event(text)
         sent_ns = time.monotonic_ns()
-        was_idle = not ingest.pending
-        ingest.pending.append(encode_event(text))
-        if not ingest.wake.is_set():
-            ingest.wake.set()
-        if was_idle:
-            # publish() returns once the event is written: give the body writer the loop turns it
-            # needs to take the event and hand the chunk to the socket, rather than leaving the
-            # write to whenever the caller next yields.  A busy writer (events already queued)
-            # batches them instead, so high rates pay nothing here.
-            for _ in range(WRITE_TURNS):
-                await asyncio.sleep(0)
-                if not ingest.pending:
-                    break
+        transport = writer.transport
+        try:
+            if transport is not None and (transport.get_write_buffer_size() + len(data) + CHUNK_OVERHEAD
+                                          <= transport.get_write_buffer_limits()[1]):
+                await writer.write(data)  # below the high-water mark: written at once, nothing to wait for
+            else:
+                async with asyncio.timeout(self.timeout):
+                    await writer.write(data)
+        except TimeoutError:
+            raise LabkitTimeout(f"{what}: the hub took no data for {self.timeout} s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ingest.error or _map_error(exc, what) from None
         return Ack.done(sent_ns)
 
     async def _run_ingest(self, session: aiohttp.ClientSession, wire: str, url: str, ingest: _Ingest) -> None:
@@ -337,7 +349,7 @@ class SseClient(Client):
         try:
             async with session.post(
                 url,
-                data=ingest.body(),
+                data=ingest,
                 headers={"Content-Type": "text/event-stream"},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
             ) as resp:
@@ -348,21 +360,18 @@ class SseClient(Client):
                 self.ingest_results[wire] = ingest.result
                 log.debug("%s ended: %s", what, ingest.result)
         except asyncio.CancelledError:
-            ingest.error = ConnectError(f"{what}: the client closed the stream")
+            ingest.fail(ConnectError(f"{what}: the client closed the stream"))
             raise
         except Exception as exc:  # noqa: BLE001 - mapped onto labkit's errors at this one seam
-            ingest.error = _map_error(exc, what)
+            ingest.fail(_map_error(exc, what))
             log.warning("%s", ingest.error)
         finally:
-            ingest.drained.set()
-            if ingest.error is None and not ingest.closing:
-                ingest.error = ProtocolError(f"{what}: the hub ended the stream early")
-            if ingest.pending:
-                log.warning("%s: %d queued events were never sent", what, len(ingest.pending))
+            if not ingest.closing:
+                ingest.fail(ProtocolError(f"{what}: the hub ended the stream early"))
+            ingest.ready.set()
 
     async def _finish_ingest(self, wire: str, ingest: _Ingest) -> None:
-        ingest.closing = True
-        ingest.wake.set()
+        ingest.finish()
         task = ingest.task
         if task is None:
             return

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["WsClient"]
 
+#: Most bytes a client frame adds to its payload: 2-byte header, 8-byte length, 4-byte mask.
+_FRAME_OVERHEAD = 14
+
 
 class WsClient(Client):
     """Publish and subscribe through the lab's WebSocket hub.
@@ -134,10 +137,19 @@ class WsClient(Client):
                 data = payload.decode("utf-8")
             except UnicodeDecodeError:
                 raise ConfigError("text=True needs a UTF-8 payload; send binary frames with text=False") from None
-        conn = await self._publisher(topic)
+        conn = self._pub.get(topic)
+        if conn is None:
+            conn = await self._publisher(topic)
+        transport = conn.transport
+        after = transport.get_write_buffer_size() + len(payload) + _FRAME_OVERHEAD
         try:
-            async with asyncio.timeout(self.timeout):  # a timer, not a task per frame
+            if after <= transport.get_write_buffer_limits()[1]:
+                # Below the high-water mark after this frame, so send() writes and returns without
+                # waiting: no timer needed (a timer per frame costs more than the frame).
                 await conn.send(data)
+            else:
+                async with asyncio.timeout(self.timeout):
+                    await conn.send(data)
         except TimeoutError:
             raise LabkitTimeout(f"the hub did not take a frame on {topic!r} within {self.timeout} s") from None
         except websockets.ConnectionClosed as exc:
