@@ -94,12 +94,14 @@ def _versions() -> dict[str, str]:
 def _jobs(target: Target, workload: Workload, resolved: dict[str, Any], out_dir: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
     base = {"protocol": target.protocol, "url": target.url, "urls": target.urls, "prefix": target.prefix,
             "options": resolved, "workload": workload.to_dict(), "out_dir": out_dir}
-    jobs = [{**base, "role": "sub", "index": i, **(extra.get("sub0", {}) if i == 0 else {})}
+    jobs = [{**base, "role": "sub", "index": i, **extra.get("all", {}), **(extra.get("sub0", {}) if i == 0 else {})}
             for i in range(workload.subscribers)]
     jobs += [{**base, "role": "pub", "index": i} for i in range(workload.publishers)]
     return jobs
 
 
+#: How often subscribers report to a ``live`` callback (s).
+LIVE_EVERY_S = 0.5
 #: Longest subscriber stall ``run`` accepts (s).
 MAX_STALL_S = 60.0
 
@@ -130,9 +132,12 @@ def _check_run_args(workload: Any, workers: str, subscriber_stall: Any) -> None:
 
 async def run_on(target: Target, workload: Workload, options: dict[str, Any] | None = None, *,
                  scenario: str = "bench", workers: str = "process", repetition: int = 0,
-                 subscriber_stall: tuple[int, float] | None = None) -> Result:
+                 subscriber_stall: tuple[int, float] | None = None,
+                 live: Callable[[dict[str, Any]], None] | None = None) -> Result:
     """One run of ``workload`` against ``target``; see :func:`run`."""
     _check_run_args(workload, workers, subscriber_stall)
+    if live is not None and not callable(live):
+        raise ConfigError(f"live={live!r} must be a function taking one dict (a snapshot), or None")
     resolved = resolve_options(target.protocol, options)
     run_id = uuid.uuid4().hex[:12]
     out_dir = tempfile.mkdtemp(prefix="labkit-run-")
@@ -141,15 +146,19 @@ async def run_on(target: Target, workload: Workload, options: dict[str, Any] | N
     if subscriber_stall is not None:
         stall_s = float(subscriber_stall[1])
         extra["sub0"] = {"stall_after": int(subscriber_stall[0]), "stall_s": stall_s}
+    if live is not None:
+        extra["all"] = {"live_s": LIVE_EVERY_S}
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     try:
         horizon = max(int(schedule_ns(workload, p)[-1]) for p in range(workload.publishers))
         cpu0 = _tree_cpu_s(target.broker_pids)
         wall0 = time.monotonic()
+        due = (np.sort(np.concatenate([schedule_ns(workload, p) for p in range(workload.publishers)]))
+               if live is not None else None)
         reports: Reports = await run_workers(
             _jobs(target, workload, resolved, out_dir, extra), workload, workers == "inline",
             expected_per_sub=expected_total(workload), horizon_ns=horizon, drain_ns=int(workload.drain_s * 1e9),
-            stall_s=stall_s)
+            stall_s=stall_s, live=live, due_offsets_ns=due)
         broker_cpu_s = _tree_cpu_s(target.broker_pids) - cpu0
         wall_s = time.monotonic() - wall0
         sent = np.concatenate([np.load(r["records"]) for r in reports.publishers])
@@ -234,7 +243,8 @@ def _note(progress: Progress | None, text: str, fraction: float) -> None:
 
 async def run(protocol: str, workload: Workload | None = None, *, lab: Any = None, options: dict[str, Any] | None = None,
               scenario: str = "bench", workers: str = "process", mqtt: str = "amqtt",
-              subscriber_stall: tuple[int, float] | None = None) -> Result:
+              subscriber_stall: tuple[int, float] | None = None,
+              live: Callable[[dict[str, Any]], None] | None = None) -> Result:
     """Run ``workload`` (default: 1,000 msgs/s for 10 s, 100-byte payloads) over ``protocol``.
 
     ``lab``: a started :class:`labkit.Lab` (default: a private one for this run).
@@ -243,6 +253,11 @@ async def run(protocol: str, workload: Workload | None = None, *, lab: Any = Non
     ``subscriber_stall``: (after N messages, stall s) makes subscriber 0 stop reading once, for teaching
     lag: its process blocks, so what arrives meanwhile waits in the kernel's and the broker's buffers
     (needs ``workers="process"``; 0 < s <= 60).
+    ``live``: a function called on this event loop about every 0.5 s while the publishers run, with a
+    snapshot dict: ``t_s`` (s since the start), ``due`` (messages due by now), ``received`` (copies
+    recorded so far), ``expected`` (copies the run should deliver), ``p50_ms``/``p99_ms`` (latency from the
+    intended send time since the previous snapshot; NaN if none) -- for live charts; the Result is built
+    from the full records as always.
     """
     _check_protocols([protocol])
     resolve_options(protocol, options)
@@ -250,7 +265,7 @@ async def run(protocol: str, workload: Workload | None = None, *, lab: Any = Non
     _check_run_args(workload, workers, subscriber_stall)
     async with _LabScope(lab, [protocol], mqtt) as scope:
         return await run_on(scope.target(protocol), workload, options, scenario=scenario, workers=workers,
-                            subscriber_stall=subscriber_stall)
+                            subscriber_stall=subscriber_stall, live=live)
 
 
 async def compare(protocols: Sequence[str] | str = ("mqtt", "amqp", "ws", "sse"), workload: Workload | None = None, *,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -296,6 +297,24 @@ class SubscriberWorker(_Worker):
 
         return take
 
+    def live_snapshot(self) -> dict[str, Any]:
+        """What arrived since the previous snapshot: counts and latency from the intended send time (ms).
+
+        For live displays only (``labkit.run(..., live=...)``); the Result is built from the full records.
+        """
+        start = getattr(self, "_live_from", 0)
+        heads, stamps = self._heads[start:], self._received[start:]
+        self._live_from = start + len(stamps)
+        p50 = p99 = math.nan
+        n = 0
+        if stamps:
+            valid, _pub, _seq, intended, _sent = decode_headers(heads[: len(stamps)])
+            lat = (np.asarray(stamps, dtype=np.int64)[valid] - intended[valid]) / 1e6
+            n = int(lat.size)
+            if n:
+                p50, p99 = (float(v) for v in np.percentile(lat, (50, 99)))
+        return {"received": self.received, "n": n, "p50_ms": p50, "p99_ms": p99}
+
     def _milestone_after(self) -> int:
         """The next count at which something must happen: the stall, or having enough."""
         ahead = [_NEVER]
@@ -391,12 +410,25 @@ def _say(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+async def _report_live(worker: SubscriberWorker, every_s: float) -> None:
+    """Say ``{"event": "live", ...}`` every ``every_s`` seconds until cancelled (bounded by the run's end)."""
+    while True:
+        await asyncio.sleep(every_s)
+        _say({"event": "live", "index": worker.index, **worker.live_snapshot()})
+
+
 async def _serve(job: dict[str, Any], reader: asyncio.StreamReader) -> None:
     worker: _Worker = PublisherWorker(job) if job["role"] == "pub" else SubscriberWorker(job)
     timeout = float(job.get("command_timeout", 600.0))
     try:
         _say({"event": "ready", **await worker.prepare()})
+        live = None
+        if isinstance(worker, SubscriberWorker) and float(job.get("live_s") or 0) > 0:
+            live = asyncio.create_task(_report_live(worker, float(job["live_s"])))
         command = await _readline(reader, timeout)
+        if live is not None:
+            live.cancel()
+            await asyncio.gather(live, return_exceptions=True)
         if isinstance(worker, PublisherWorker):
             result = await worker.run(int(command["start_ns"]))
         else:
