@@ -1,4 +1,4 @@
-"""The ``labkit`` command: ``up``, ``doctor``, ``demo``, ``run``, ``compare``, ``capacity``, ``scenarios``, ``export``.
+"""The ``labkit`` command: ``up``, ``doctor``, ``demo``, ``run``, ``compare``, ``capacity``, ``scenarios``, ``export``, ``dashboard``.
 
 ``labkit up --json`` prints exactly one line to stdout, a JSON object of the
 lab's URLs (keys ``mqtt``, ``mqtt_ws``, ``amqp``, ``ws``, ``sse``; null for a
@@ -394,6 +394,13 @@ def _parser() -> argparse.ArgumentParser:
     export_arguments(exp)
     exp.set_defaults(func=cmd_export)
 
+    from .dashboard.cli import add_arguments as dashboard_arguments
+    from .dashboard.cli import cmd_dashboard
+
+    dash = sub.add_parser("dashboard", help="run a scenario and show it live in a browser (map + latency)")
+    dashboard_arguments(dash)
+    dash.set_defaults(func=cmd_dashboard)
+
     demo = sub.add_parser("demo", help="start the lab, compare the protocols, write exports/")
     lab_args(demo)
     demo.add_argument("--rate", type=float, default=1000.0)
@@ -410,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
+    if extra and args.command not in ("run", "dashboard"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra, args.argv = extra, argv
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,

@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 import aiohttp
 from aiohttp import web
 
+from ..dashboard.page import add_routes as add_dashboard_routes
 from ..errors import BrokerStartError, ConfigError, PortInUse
 from ..net import LOOPBACK, check_host
 from ..wire.topics import hub_topic_problem
@@ -242,6 +243,7 @@ class SseHub(ServedBroker):
         app.router.add_get(r"/poll/{topic:[\s\S]*}", self._handle_poll, allow_head=False)
         for prefix in ("sse", "state", "poll"):
             app.router.add_route("OPTIONS", rf"/{prefix}/{{topic:[\s\S]*}}", self._handle_options)
+        add_dashboard_routes(app)  # GET /dashboard: the live page of a running scenario (labkit.dashboard)
         app.on_response_prepare.append(_allow_any_origin)
         self._runner = web.AppRunner(
             app,

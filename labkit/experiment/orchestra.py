@@ -113,11 +113,14 @@ class _ProcessWorker:
                                                     f"{message['error']}")
         return message
 
-    async def stop(self) -> None:
+    async def stop(self, hurry: bool = False) -> None:
+        """Close its stdin (it ends when it reads EOF); ``hurry`` (a failed or cancelled run) also sends SIGTERM."""
         if self.proc is None or self.proc.returncode is not None:
             return
         if self.proc.stdin is not None:
             self.proc.stdin.close()
+        if hurry:
+            self.proc.terminate()  # a publisher still sending does not read its stdin
         try:
             await asyncio.wait_for(self.proc.wait(), 5)
         except TimeoutError:
@@ -167,7 +170,7 @@ class _InlineWorker:
             raise self._task.exception()  # type: ignore[misc]
         raise LabkitTimeout(f"{self.job['role']} worker {self.job['index']} said nothing within {timeout:g} s")
 
-    async def stop(self) -> None:
+    async def stop(self, hurry: bool = False) -> None:
         """Cancel what the worker is still doing (a run that failed elsewhere) and close its client."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -199,6 +202,7 @@ async def run_workers(jobs: list[dict[str, Any]], workload: Any, inline: bool, e
     view = _LiveView(live, len(subs) * expected_per_sub, due_offsets_ns)
     waits: list[asyncio.Task[dict[str, Any]]] = []
     poller: asyncio.Task[None] | None = None
+    finished = False
     try:
         for w in subs:
             await w.start()
@@ -234,12 +238,13 @@ async def run_workers(jobs: list[dict[str, Any]], workload: Any, inline: bool, e
             reports.subscribers = [await asyncio.wait_for(t, sub_timeout) for t in waits]
         else:
             reports.subscribers = [await w.receive(sub_timeout) for w in subs]
+        finished = True
         return reports
     finally:
         for task in [*waits, *([poller] if poller else [])]:
             task.cancel()
         await asyncio.gather(*waits, *([poller] if poller else []), return_exceptions=True)
-        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        await asyncio.gather(*(w.stop(hurry=not finished) for w in workers), return_exceptions=True)
 
 
 class _LiveView:
