@@ -12,6 +12,7 @@ case (what the standard says, what amqtt does, the fix, the test).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 from contextvars import ContextVar
@@ -19,6 +20,10 @@ from importlib.metadata import version as package_version
 from typing import Any
 
 from amqtt.broker import Broker
+from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.pubrel import PubrelPacket
+from amqtt.session import OUTGOING
 
 from ..errors import BrokerStartError
 from ..net import LOOPBACK, check_host
@@ -28,13 +33,16 @@ from .mosquitto import probe_mqtt
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AmqttBroker", "ConformingBroker", "WS_PATH"]
+__all__ = ["AmqttBroker", "ConformingBroker", "ConformingHandler", "WS_PATH"]
 
 #: The path labkit puts in MQTT-over-WebSocket URLs (amqtt itself accepts any path).
 WS_PATH = "/mqtt"
 #: Longest amqtt may take to answer, and to stop (s).
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+#: How long one delivery waits for PUBACK, PUBREC or PUBCOMP before its task ends (s), as amqtt does;
+#: with fix H the message stays in flight and a later acknowledgement still settles it.
+ACK_WAIT_S = 5.0
 
 #: The QoS of the PUBLISH amqtt is distributing, seen by the task that handles its sender.
 _PUBLISHED_QOS: ContextVar[int | None] = ContextVar("labkit_amqtt_published_qos", default=None)
@@ -53,8 +61,153 @@ class _CappedBroadcast(dict):  # type: ignore[type-arg]
         return super().get(key, default)
 
 
+class ConformingHandler(BrokerProtocolHandler):  # type: ignore[misc]
+    """amqtt's per-connection protocol handler, keeping every unacknowledged delivery in flight (fix H).
+
+    amqtt drops an outgoing QoS 1 or 2 message from the session's in-flight table when its wait for an
+    acknowledgement ends for any reason: the link dropping (the waiters are cancelled) or 5 s passing.
+    The resumed session then has nothing to re-send [MQTT-4.4.0-1]. Here a message leaves the table only
+    when PUBACK (QoS 1) or PUBCOMP (QoS 2) arrives, and PUBREL is re-sent too for a QoS 2 message that
+    had its PUBREC. Incoming messages keep amqtt's handling.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stopped = False
+
+    def _stop_waiters(self) -> None:
+        self._stopped = True  # called first thing by stop(): nothing answers a waiter added after this
+        super()._stop_waiters()
+
+    async def _handle_qos1_message_flow(self, message: Any) -> None:
+        if message.direction != OUTGOING:
+            await super()._handle_qos1_message_flow(message)
+            return
+        if self._awaited(message.packet_id):
+            return  # sent on this connection already (before the resume's retry ran): no second copy
+        self.session.inflight_out[message.packet_id] = message  # a re-send keeps its place (and order)
+        puback = await self._exchange(self._publish_packet(message), self._puback_waiters, message.packet_id)
+        if puback is not None:
+            message.puback_packet = puback
+            self._settle(message)
+
+    async def _handle_qos2_message_flow(self, message: Any) -> None:
+        if message.direction != OUTGOING:
+            await super()._handle_qos2_message_flow(message)
+            return
+        if self._awaited(message.packet_id):
+            return
+        self.session.inflight_out[message.packet_id] = message
+        if message.pubrel_packet is None:
+            pubrec = await self._exchange(self._publish_packet(message), self._pubrec_waiters, message.packet_id)
+            if pubrec is None:
+                return
+            self._released(message, pubrec)
+        pubcomp = await self._exchange(message.pubrel_packet, self._pubcomp_waiters, message.packet_id)
+        if pubcomp is not None:
+            message.pubcomp_packet = pubcomp
+            self._settle(message)
+
+    def _awaited(self, packet_id: int) -> bool:
+        """True while this connection waits for an acknowledgement of ``packet_id``."""
+        return any(packet_id in w for w in (self._puback_waiters, self._pubrec_waiters, self._pubcomp_waiters))
+
+    @staticmethod
+    def _publish_packet(message: Any) -> Any:
+        """The PUBLISH to send: DUP 1 once an attempt was made [MQTT-3.3.1-1]."""
+        packet = message.build_publish_packet(dup=message.publish_packet is not None)
+        message.publish_packet = packet
+        return packet
+
+    @staticmethod
+    def _released(message: Any, pubrec: Any) -> None:
+        message.pubrec_packet = pubrec
+        message.pubrel_packet = PubrelPacket.build(message.packet_id)
+
+    def _settle(self, message: Any) -> None:
+        """The message was acknowledged: it leaves the in-flight table (unless its id already moved on)."""
+        if self.session is not None and self.session.inflight_out.get(message.packet_id) is message:
+            del self.session.inflight_out[message.packet_id]
+
+    async def _exchange(self, packet: Any, waiters: dict[int, asyncio.Future[Any]], packet_id: int) -> Any:
+        """Send ``packet`` and wait up to ACK_WAIT_S for its answer; None if none came (still in flight)."""
+        if self._stopped:
+            return None  # the connection is gone: re-sent when the session resumes
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiters[packet_id] = waiter  # before sending, so a quick answer finds it
+        try:
+            await self._send_packet(packet)
+            return await asyncio.wait_for(waiter, ACK_WAIT_S)
+        except TimeoutError:
+            log.debug("%s: packet %d not acknowledged within %.0f s; kept in flight",
+                      self.session.client_id, packet_id, ACK_WAIT_S)
+            return None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if waiter.cancelled() and task is not None and not task.cancelling():
+                return None  # stop() cancelled the waiter: the link dropped
+            raise
+        finally:
+            if waiters.get(packet_id) is waiter:
+                del waiters[packet_id]
+
+    def _unsettled(self, packet_id: int, qos: int) -> Any:
+        """The in-flight outgoing message ``packet_id`` at ``qos`` that nothing waits for, or None."""
+        message = None if self.session is None else self.session.inflight_out.get(packet_id)
+        return message if message is not None and message.qos == qos and message.publish_packet else None
+
+    async def handle_puback(self, puback: Any) -> None:
+        if puback.packet_id in self._puback_waiters:
+            await super().handle_puback(puback)
+        elif (message := self._unsettled(puback.packet_id, QOS_1)) is not None:
+            message.puback_packet = puback  # late, after ACK_WAIT_S or a re-send's retry deadline
+            self._settle(message)
+        else:
+            await super().handle_puback(puback)
+
+    async def handle_pubrec(self, pubrec: Any) -> None:
+        if pubrec.packet_id in self._pubrec_waiters:
+            await super().handle_pubrec(pubrec)
+        elif (message := self._unsettled(pubrec.packet_id, QOS_2)) is not None:
+            if message.pubrel_packet is None:
+                self._released(message, pubrec)
+            await self._send_packet(message.pubrel_packet)  # PUBCOMP then settles it (below)
+        else:
+            await super().handle_pubrec(pubrec)
+
+    async def handle_pubcomp(self, pubcomp: Any) -> None:
+        if pubcomp.packet_id in self._pubcomp_waiters:
+            await super().handle_pubcomp(pubcomp)
+        elif (message := self._unsettled(pubcomp.packet_id, QOS_2)) is not None and message.pubrel_packet:
+            message.pubcomp_packet = pubcomp
+            self._settle(message)
+        else:
+            await super().handle_pubcomp(pubcomp)
+
+
 class ConformingBroker(Broker):  # type: ignore[misc]
-    """amqtt's Broker with six corrections (docs/mqtt-conformance.md, deviations A-F)."""
+    """amqtt's Broker with eight corrections (docs/mqtt-conformance.md, deviations A-H)."""
+
+    #: H: the protocol handler of each connection.
+    handler_class: type[BrokerProtocolHandler] = ConformingHandler
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
+                                         remote_port: int) -> tuple[BrokerProtocolHandler, Any]:
+        handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
+        if session.parent and session.clean_session:
+            # G: amqtt resumed, for this CleanSession=0 CONNECT, the session of a CleanSession=1 connection
+            # (still open, or closed and not yet removed by its session monitor, which runs every second)
+            # and kept its clean flag, so nothing would be stored for it. That session ends with its
+            # connection [MQTT-3.1.2-6]: start a new one [MQTT-3.1.2-4], with session present 0.
+            await self._del_all_subscriptions(session)
+            session.clear_queues()
+            session.inflight_in.clear()
+            session.inflight_out.clear()
+            session.clean_session = False
+            session.parent = 0
+        if self.handler_class is not type(handler):
+            handler = self.handler_class(self.plugins_manager, loop=self._loop)  # fresh: not attached yet
+        return handler, session
 
     async def _handle_message_delivery(self, client_session: Any, handler: Any, wait_deliver: Any) -> bool:
         message = wait_deliver.result()
@@ -120,7 +273,9 @@ class ConformingBroker(Broker):  # type: ignore[misc]
     async def _authenticate(self, session: Any, listener: Any) -> bool:
         # D: amqtt neither stores messages for, nor keeps, the session of an "anonymous" client, even with
         # clean_session=0 [MQTT-3.1.2-4, MQTT-3.1.2-5]. The lab has no accounts: treat every client as known.
-        accepted = bool(await super()._authenticate(session, listener))
+        # The plugins see a copy: on a resumed session the mark would be there while they run, and a message
+        # arriving for the still-disconnected session then would be dropped instead of stored.
+        accepted = bool(await super()._authenticate(copy.copy(session), listener))
         session.is_anonymous = False
         return accepted
 

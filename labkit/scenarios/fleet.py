@@ -7,14 +7,16 @@ Topics::
 
 The dispatcher subscribes to ``fleet/+/telemetry`` and ``fleet/+/status``.
 ``link_drops`` times during the run its link drops (no DISCONNECT) for
-``outage_s``; it then reconnects with the same client id.  At QoS 0 the
+``outage_s``, at times spread evenly over the measured part, whatever is in
+flight then; it then reconnects with the same client id.  At QoS 0 the
 telemetry sent meanwhile is lost; at QoS 1 or 2 with a persistent session
-(``persistent=True``: clean_session=False) the broker keeps it and delivers it
-on reconnect: late, but complete.  ``breakdowns`` vehicles lose their link for
+(``persistent=True``: clean_session=False) the broker keeps it, sends again
+what it had sent but not had acknowledged (DUP 1), and delivers it all on
+reconnect: late, but complete.  ``breakdowns`` vehicles lose their link for
 good: the broker publishes their wills.
 
-:class:`SessionSubscriber` and :func:`quiet_moment` are shared with the
-wearables scenario.
+:class:`SessionSubscriber`, :func:`run_client_id` and :func:`drop_offsets_s`
+are shared with the wearables scenario.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +39,7 @@ from .registry import register
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Fleet", "VehicleModel", "SessionSubscriber", "quiet_moment", "run_client_id", "timeline", "drop_offsets_s",
-           "DTC_CODES"]
+__all__ = ["Fleet", "VehicleModel", "SessionSubscriber", "run_client_id", "timeline", "drop_offsets_s", "DTC_CODES"]
 
 #: Diagnostic trouble codes a vehicle may report (OBD-II style).
 DTC_CODES = ("P0420", "P0171", "P0300", "P0128", "P0442", "C0035", "U0100", "B1318")
@@ -56,48 +57,17 @@ L_PER_KM = 0.09
 TANK_L = 70.0
 #: Metres ahead the heading is measured toward.
 HEADING_AHEAD_M = 15.0
-#: Senders' first sends fall in the first PHASE_SPREAD of their period, leaving a quiet part for link drops.
-PHASE_SPREAD = 0.5
-#: A link is dropped at least this far (s) from any scheduled send, tried from the largest margin down.
-QUIET_MARGINS_S = (0.025, 0.010, 0.004)
 #: Breakdowns happen within this first share of the measured part (the link drops sit in its middle).
 BREAKDOWNS_WITHIN = 0.3
-#: How long (s) to wait for what is in flight to arrive before dropping a link.
-CATCH_UP_S = 0.5
 
 
 # ---------------------------------------------------------------------------------------------- pure helpers
 
-def quiet_moment(schedules: Sequence[tuple[float, float]], target_s: float, search_s: float,
-                 margins_s: Sequence[float] = QUIET_MARGINS_S) -> float:
-    """The first time at or after ``target_s`` (s) that is at least a margin away from every scheduled send.
-
-    ``schedules``: ``(first_s, every_s)`` of each periodic sender.  Tries each
-    margin in ``margins_s`` (largest first) over ``[target_s, target_s +
-    search_s]`` in 1 ms steps; returns ``target_s`` if none fits.
-    """
-    step = 0.001
-    for margin in margins_s:
-        for k in range(int(search_s / step) + 1):
-            t = target_s + k * step
-            if all(_gap(t, first, every) >= margin for first, every in schedules):
-                return t
-    return target_s
-
-
-def _gap(t: float, first: float, every: float) -> float:
-    if t <= first:
-        return first - t
-    offset = (t - first) % every
-    return min(offset, every - offset)
-
-
 def run_client_id(base: str) -> str:
     """``base`` plus a token unique to this run.
 
-    A persistent session must not reuse a client id that a clean session had
-    moments before: amqtt 0.12.1 would resume that clean session and store
-    nothing for it (see ``SessionSubscriber``).
+    Keeps runs apart: a run never resumes the persistent session another run
+    (earlier, or at the same time on the same broker) left under that client id.
     """
     return f"{base}-{uuid.uuid4().hex[:8]}"
 
@@ -156,11 +126,10 @@ class SessionSubscriber:
 
     ``filters`` maps each topic filter to a handler ``(message) -> None``
     (sync or async).  With ``persistent=True`` it connects with
-    clean_session=False, so the broker keeps its subscriptions and stores
-    QoS 1/2 messages while it is away; ``forget()`` removes that session.
-    Give it a client id of its own (:func:`run_client_id`): amqtt 0.12.1 resumes
-    a session it still holds for the id even when that one was clean, and then
-    stores nothing while the client is away.
+    clean_session=False, so the broker keeps its subscriptions, stores QoS 1/2
+    messages while it is away and sends again those it had sent but not had
+    acknowledged when the link dropped; ``forget()`` removes that session.
+    Give it a client id of its own (:func:`run_client_id`).
     """
 
     def __init__(self, ctx: ScenarioContext, role: str, client_id: str, filters: dict[str, Callable[[Any], Any]],
@@ -187,19 +156,8 @@ class SessionSubscriber:
             if asyncio.iscoroutine(out):
                 await out
 
-    def caught_up(self, flows: Sequence[Any]) -> Callable[[], bool]:
-        return lambda: all(f.delivered_copies() >= f.expected_copies() for f in flows)
-
-    async def drop(self, flows: Sequence[Any] = ()) -> None:
-        """Drop the link without DISCONNECT.
-
-        With a session that stores messages (persistent, QoS 1 or 2), first
-        wait (at most CATCH_UP_S) until what ``flows`` sent so far has
-        arrived: a message the broker has written but the client not yet
-        read when the link drops is not sent again by amqtt 0.12.1.
-        """
-        if self.persistent and self.qos:
-            await self.ctx.wait_for(self.caught_up(flows), CATCH_UP_S, f"{self.role} to catch up before the drop")
+    async def drop(self) -> None:
+        """Drop the link now, without DISCONNECT, whatever is in flight."""
         await self.client.abort()
         self.outages.append([self.ctx.now_ns(), 0])
 
@@ -272,11 +230,9 @@ class Fleet(Scenario):
             self._models.append(VehicleModel(
                 f"van-{i + 1:03d}", rid, routes[rid], rng.uniform(0.0, data.route_length_m(routes[rid])),
                 rng.uniform(*CRUISE_KMH), rng.uniform(35.0, 100.0), rng))
-            self._phases.append(ctx.rng.uniform(0.0, PHASE_SPREAD * period))
+            self._phases.append(ctx.rng.uniform(0.0, period))
         self._broken = set(ctx.rng.sample(range(self.vehicles), self.breakdowns))
-        schedules = list(zip(self._phases, [period] * self.vehicles))
-        self._drops_s = [quiet_moment(schedules, t, period)
-                         for t in drop_offsets_s(self.link_drops, self.outage_s, self.warmup_s, self.duration_s)]
+        self._drops_s = drop_offsets_s(self.link_drops, self.outage_s, self.warmup_s, self.duration_s)
         self._telemetry = ctx.flow("telemetry", "mqtt", "fleet/{vehicle}/telemetry", [m.name for m in self._models],
                                    ["dispatcher"], options={"qos": self.qos, "persistent": self.persistent})
         self._late = 0
@@ -327,7 +283,7 @@ class Fleet(Scenario):
     async def _outages(self, ctx: ScenarioContext) -> None:
         for at_s in self._drops_s:
             await ctx.sleep_until(ctx.start_ns + int(at_s * 1e9))
-            await self._dispatcher.drop([self._telemetry])
+            await self._dispatcher.drop()
             ctx.event("link_down", client_id=self._dispatcher.client_id, outage_s=self.outage_s)
             await ctx.sleep_until(self._dispatcher.outages[-1][0] + int(self.outage_s * 1e9))
             present = await self._dispatcher.back()

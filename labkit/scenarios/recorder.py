@@ -69,6 +69,7 @@ class Flow:
         self.received: list[tuple[int, int, int, int, int, int, bool]] = []
         #: (src, seq) of messages the protocol acknowledged (publisher confirm, PUBACK), with the time.
         self.acked: dict[tuple[int, int], int] = {}
+        self._firsts: set[tuple[int, int, int]] = set()  # (receiver, src, seq) seen at least once
 
     @property
     def expected_per_message(self) -> int:
@@ -113,10 +114,12 @@ class Flow:
                 return False
         self._recorder._count()
         self.received.append((index, mark.src, mark.seq, received_ns, mark.due_ns, mark.sent_ns, redelivered))
+        self._firsts.add((index, mark.src, mark.seq))
         return True
 
     def delivered_copies(self) -> int:
-        return len(self.received)
+        """Distinct (receiver, message) pairs received: a duplicate (an MQTT DUP re-send) does not count twice."""
+        return len(self._firsts)
 
     def expected_copies(self) -> int:
         return len(self.sent) * self.expected_per_message
@@ -209,6 +212,7 @@ class Recorder:
                             implementation=f.get("implementation", ""), options=f.get("options"))
             flow.sent = [tuple(r) for r in f["sent"]]  # type: ignore[misc]
             flow.received = [tuple(r) for r in f["received"]]  # type: ignore[misc]
+            flow._firsts = {(int(r[0]), int(r[1]), int(r[2])) for r in flow.received}
             flow.acked = {(int(s), int(q)): int(t) for s, q, t in f.get("acked", [])}
         rec.events = list(data.get("events", []))
         rec.metrics = dict(data.get("metrics", {}))

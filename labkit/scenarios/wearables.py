@@ -7,8 +7,10 @@ Topics::
 
 The monitor subscribes to ``ward/+/{vital}`` for each vital at QoS 1 with a
 persistent session (clean_session=False).  Half-way through, its link drops
-for ``outage_s``; the broker stores what arrives meanwhile and delivers it when
-the monitor reconnects with the same client id, so nothing is lost, only late.
+for ``outage_s``, whatever is in flight; the broker stores what arrives
+meanwhile, and when the monitor reconnects with the same client id it sends
+again what was unacknowledged at the drop, then what it stored: nothing is
+lost, only late.
 An alert is stamped with the due time of the reading that caused it: its
 latency is wearable -> broker -> monitor -> broker -> nurses' station, and
 for readings taken during the outage it includes the wait.
@@ -26,7 +28,7 @@ from ..errors import ConfigError, LabkitError
 from . import data
 from .base import Scenario, knob
 from .context import ScenarioContext
-from .fleet import PHASE_SPREAD, SessionSubscriber, drop_offsets_s, quiet_moment, run_client_id
+from .fleet import SessionSubscriber, drop_offsets_s, run_client_id
 from .registry import register
 from .smart_home import drift
 
@@ -108,13 +110,9 @@ class Wearables(Scenario):
         chosen = set(patients_in(data.vitals())[:self.patients])
         profiles = [p for p in data.vitals() if p.patient_id in chosen]
         shortest = min(p.interval_s for p in profiles) / self.speedup
-        self._streams = [_Stream(p, random.Random(ctx.rng.getrandbits(64)),
-                                 ctx.rng.uniform(0.0, PHASE_SPREAD * shortest)) for p in profiles]
-        self._drops_s = []
-        if self.outage_s:
-            schedules = [(s.phase_s, s.profile.interval_s / self.speedup) for s in self._streams]
-            target = drop_offsets_s(1, self.outage_s, self.warmup_s, self.duration_s)
-            self._drops_s = [quiet_moment(schedules, target[0], max(1.0, shortest))]
+        self._streams = [_Stream(p, random.Random(ctx.rng.getrandbits(64)), ctx.rng.uniform(0.0, shortest))
+                         for p in profiles]
+        self._drops_s = drop_offsets_s(1, self.outage_s, self.warmup_s, self.duration_s) if self.outage_s else []
         self._vitals = ctx.flow("vitals", "mqtt", "ward/{patient}/{vital}", [s.name for s in self._streams],
                                 ["monitor"], options={"qos": self.qos, "persistent": self.persistent})
         self._alerts = ctx.flow("alerts", "mqtt", "ward/{patient}/alert", ["monitor"], ["nurses"],
@@ -166,7 +164,7 @@ class Wearables(Scenario):
     async def _outage(self, ctx: ScenarioContext) -> None:
         for at_s in self._drops_s:
             await ctx.sleep_until(ctx.start_ns + int(at_s * 1e9))
-            await self._monitor.drop([self._vitals, self._alerts])
+            await self._monitor.drop()
             ctx.event("link_down", client_id=self._monitor.client_id, outage_s=self.outage_s)
             await ctx.sleep_until(self._monitor.outages[-1][0] + int(self.outage_s * 1e9))
             present = await self._monitor.back()

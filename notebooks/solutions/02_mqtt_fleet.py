@@ -22,8 +22,8 @@ VEHICLES, RATE_HZ, OUTAGE_S, LINK_DROPS, BREAKDOWNS = 10, 1.0, 3.0, 1, 1
 
 # Exercise 1: the same fleet at twice the rate (rate_hz=2) at QoS 0. The broker stores nothing for an absent
 # subscriber at QoS 0, persistent session or not: 9 vans on the road x 2 msgs/s x 3 s x 1 drop = 54.
-# (The vans report in a burst at the start of each period and the link drops between bursts, so an outage
-# shorter than a period, as in quick mode, may miss no report at all.)
+# (On average: each van reports at its own phase in the period, so an outage shorter than a period, as in
+# quick mode, misses some vans' reports and not others'.)
 EXERCISE_1_ANSWER = missed(VEHICLES, 2.0, OUTAGE_S, LINK_DROPS, BREAKDOWNS)
 
 # Exercise 2: QoS 1 without a persistent session (at RATE_HZ) loses as much as QoS 0 would: a clean session ends
