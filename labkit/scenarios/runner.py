@@ -129,7 +129,7 @@ def _tail(path: str, limit: int = 2000) -> str:
 
 
 async def run_scenario(scenario: Scenario | str, *, lab: Any = None, workers: str = "process", mqtt: str = "amqtt",
-                       **knobs: Any) -> Result:
+                       engine: str = "live", **knobs: Any) -> Result:
     """Run ``scenario`` (a Scenario, or a registry name plus its knobs) on live brokers; return its Result.
 
     ``lab``: a started :class:`labkit.Lab` holding the brokers the scenario
@@ -137,9 +137,17 @@ async def run_scenario(scenario: Scenario | str, *, lab: Any = None, workers: st
     broker ``mqtt``).  ``workers``: ``"process"`` (default) or ``"inline"``.
     One summary row per flow; ``result.meta["events"]`` holds the evidence
     of protocol features (wills fired, retained values read, dead letters...).
+    ``engine="sim"`` simulates the same scenario with SimPy instead (no brokers; same Result columns;
+    see :mod:`labkit.sim`).
     """
     from ..experiment.runner import Target, _LabScope, _tree_cpu_s, _versions
 
+    if engine == "sim":
+        from ..sim.runner import simulate_scenario
+
+        return simulate_scenario(scenario, **knobs)
+    if engine != "live":
+        raise ConfigError(f"engine={engine!r} must be 'live' or 'sim'")
     chosen = _scenario(scenario, knobs)
     if workers not in WORKERS:
         raise ConfigError(f"workers={workers!r} must be 'process' or 'inline'")

@@ -1,0 +1,196 @@
+"""The SimPy models' parts: links, processes on shared cores, framing sizes, QoS, windows, capacity, backlog.
+
+Everything here is simulated and seeded: the times asserted are simulated
+seconds, exact or statistical, never the speed of this machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from labkit import Workload
+from labkit.errors import ConfigError
+from labkit.sim import LinkSpec, Model, Stack, backlog, capacity, framing, simulate
+from labkit.sim.links import Link
+from labkit.sim.machine import Draws, Machine, OwnCpu, Server
+from labkit.sim.system import release_times
+from labkit.wire.mqtt import Publish
+
+
+def _draws(seed: int = 0) -> Draws:
+    return Draws(np.random.default_rng(seed))
+
+
+# ---------------------------------------------------------------------------------------------- links
+
+def _arrivals(spec: LinkSpec, n: int = 200, gap_s: float = 0.001, nbytes: int = 100) -> tuple[list, Link]:
+    env = simpy.Environment()
+    link = Link(env, spec, _draws())
+    got: list[tuple[int, float]] = []
+
+    def sender(env):
+        for i in range(n):
+            link.send(nbytes, lambda i=i: got.append((i, env.now)))
+            yield env.timeout(gap_s)
+
+    env.process(sender(env))
+    env.run()
+    return got, link
+
+
+def test_a_link_adds_its_latency_and_serialises_at_its_bandwidth():
+    got, _ = _arrivals(LinkSpec(latency_s=0.08), n=3)
+    assert [round(t, 9) for _, t in got] == [0.08, 0.081, 0.082]
+    got, _ = _arrivals(LinkSpec(bandwidth_bytes_s=152_000.0), n=3, gap_s=0.0)  # (100 + 52) bytes = 1 ms each
+    assert [round(t, 9) for _, t in got] == [0.001, 0.002, 0.003]
+
+
+def test_a_reliable_link_delays_a_lost_segment_by_the_rto_and_keeps_order():
+    got, link = _arrivals(LinkSpec(loss=0.05, rto_s=0.2))
+    assert len(got) == 200 and link.lost == 0 and link.retransmissions > 0
+    assert [i for i, _ in got] == sorted(i for i, _ in got)  # in order: head-of-line blocking
+    late = [t - i * 0.001 for i, t in got]
+    assert max(late) >= 0.2
+
+
+def test_an_unreliable_link_loses_messages_for_the_application():
+    got, link = _arrivals(LinkSpec(loss=0.1, reliable=False), n=1000)
+    assert link.lost == 1000 - len(got) and 50 < link.lost < 150
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+def test_three_busy_processes_on_two_cores_take_one_and_a_half_times_as_long():
+    env = simpy.Environment()
+    machine = Machine(env, 2)
+    ends: list[float] = []
+    for name in "abc":
+        server = Server(env, name, machine, _draws())
+        for _ in range(100):
+            server.submit(0.001, lambda job: ends.append(env.now))
+    env.run()
+    assert max(ends) == pytest.approx(0.15, rel=0.01)  # 300 ms of work on 2 cores
+
+
+def test_an_idle_process_pays_a_wake_up_a_busy_one_does_not():
+    env = simpy.Environment()
+    cpu = OwnCpu(env, "p", _draws(), wake_s=0.01)
+
+    def feed(env):
+        cpu.submit(0.001, lambda job: None)  # idle: wakes
+        cpu.submit(0.001, lambda job: None)  # queued behind it: no wake
+        yield env.timeout(1.0)
+        cpu.submit(0.001, lambda job: None)  # idle again
+    env.process(feed(env))
+    env.run()
+    assert cpu.wakes == 2 and cpu.busy_s == pytest.approx(0.023)
+
+
+def test_background_load_stretches_the_service_not_the_cpu():
+    env = simpy.Environment()
+    machine = Machine(env, 2, background_cores=1.0)
+    server = Server(env, "p", machine, _draws())
+    done: list[float] = []
+    server.submit(0.001, lambda job: done.append(env.now))
+    env.run()
+    assert done == [pytest.approx(0.002)] and server.busy_s == pytest.approx(0.001)
+
+
+def test_the_pacer_wakes_at_most_once_per_min_wake():
+    t = np.arange(10) * 50e-6  # 20,000 msgs/s
+    released = release_times(t, 200e-6)
+    assert (released >= t).all() and sorted(set(np.round(released * 1e6).tolist())) == [0, 200, 400, 600]
+    slow = np.arange(5) * 1e-3
+    assert (release_times(slow, 200e-6) == slow).all()
+
+
+# ---------------------------------------------------------------------------------------------- framing
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_mqtt_framing_is_the_encoded_publish(qos):
+    packet = Publish("labkit/bench/0", b"x" * 100, qos=qos, packet_id=1 if qos else None).encode()
+    f = framing("mqtt", 100, qos=qos)
+    assert f.up == f.down == len(packet)
+    assert f.sent == len(packet) + (4 if qos == 2 else 0)  # the PUBREL the publisher writes
+
+
+def test_websocket_and_sse_framing():
+    assert framing("ws", 100).up == 106 and framing("ws", 100).down == 102  # 2-byte header, 4-byte mask up
+    assert framing("ws", 1000).up == 1008
+    assert framing("sse", 100).up == 114  # "data: " + payload + "\n\n", chunked
+    assert framing("amqp", 100).up == 202 and framing("amqp", 100).down == 247  # measured on the lab's RabbitMQ
+
+
+# ---------------------------------------------------------------------------------------------- whole runs
+
+def test_a_simulation_is_reproducible_from_its_seed():
+    w = Workload(rate=500, duration_s=1.0, warmup_s=0.2, publishers=2)
+    a, b = simulate("mqtt", w, seed=3), simulate("mqtt", w, seed=3)
+    c = simulate("mqtt", w, seed=4)
+    assert a.summary["p50_ms"].iloc[0] == b.summary["p50_ms"].iloc[0]
+    assert a.summary["p50_ms"].iloc[0] != c.summary["p50_ms"].iloc[0]
+    assert a.meta["mode"] == "simulated" and a.meta["engine"] == "simpy"
+    assert int(a.summary["delivered"].iloc[0]) == int(a.summary["expected"].iloc[0]) == 500
+
+
+def test_offered_more_than_capacity_the_throughput_stays_at_capacity():
+    model = Model(clients="remote", cores=2)
+    w = Workload(rate=30_000, count=20_000, warmup_s=0.0, drain_s=10.0)
+    cap = capacity(model, "mqtt", w)
+    assert cap["bottleneck"] == "broker"
+    r = simulate("mqtt", w, model=model)
+    assert float(r.summary["throughput_msgs_s"].iloc[0]) == pytest.approx(cap["capacity_msgs_s"], rel=0.05)
+    assert bool(r.summary["subscribers_behind"].iloc[0])  # the queue grew: latency rose through the run
+
+
+@pytest.mark.parametrize("qos, lost, duplicated", [(0, True, False), (1, False, True), (2, False, False)])
+def test_qos_under_message_loss(qos, lost, duplicated):
+    link = LinkSpec(loss=0.05, reliable=False)
+    model = Model(uplink=link, downlink=link, retry_s=0.2)
+    w = Workload(rate=500, duration_s=2.0, warmup_s=0.0, drain_s=3.0)
+    s = simulate("mqtt", w, model=model, options={"qos": qos}).summary.iloc[0]
+    assert (int(s["lost"]) > 0) is lost
+    assert (int(s["duplicated"]) > 0) is duplicated
+
+
+def test_tcp_loses_nothing_but_latency_grows_by_the_rto():
+    model = Model(uplink=LinkSpec(loss=0.02), downlink=LinkSpec(loss=0.02))
+    s = simulate("ws", Workload(rate=500, duration_s=2.0, warmup_s=0.0), model=model).summary.iloc[0]
+    assert int(s["lost"]) == 0 and float(s["p99_ms"]) > 200.0
+
+
+def test_a_full_window_over_a_long_link_holds_the_publisher_back():
+    model = Model(publisher_links={0: LinkSpec(latency_s=0.05)})
+    s = simulate("mqtt", Workload(rate=1000, duration_s=1.0, warmup_s=0.0), model=model,
+                 options={"qos": 1, "max_inflight": 10}).summary.iloc[0]
+    assert bool(s["behind"]) and float(s["achieved_send_rate"]) < 10 / 0.1 * 1.05  # window / round trip
+
+
+def test_a_backlog_grows_while_consumers_are_too_few_and_drains_when_more_come():
+    table = backlog(100.0, 0.025, [(0, 2), (20, 6)], duration_s=40.0, step_s=1.0, seed=2)
+    before = table[table["t_s"] <= 20]
+    assert before["queue"].iloc[-1] > 250  # about 20 jobs/s for 20 s
+    assert table["queue"].iloc[-1] < 10  # six consumers (240/s) emptied it
+    assert (table["arrived"].diff().dropna() >= 0).all()
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: simulate("xmpp"), "unknown protocol 'xmpp'"),
+    (lambda: simulate("mqtt", Workload(rate=-5)), "rate=-5"),
+    (lambda: simulate("mqtt", options={"qos": 3}), "qos"),
+    (lambda: LinkSpec(loss=1.0), "loss=1.0"),
+    (lambda: LinkSpec(latency_s=-0.1), "latency_s"),
+    (lambda: Stack("ws", "ws/ws", -1e-6, 1e-6, 1e-6, 1e-6), "publisher_cpu_s"),
+    (lambda: Model(cores=0), "cores=0"),
+    (lambda: Model(background_cores=2.5), "background_cores"),
+    (lambda: Model(clients="cloud"), "clients="),
+    (lambda: backlog(0.0, 0.01, [(0, 1)]), "rate=0"),
+    (lambda: backlog(10.0, 0.01, [(5, 1)]), "consumers"),
+])
+def test_bad_input_is_a_config_error_naming_the_parameter(call, name):
+    with pytest.raises(ConfigError, match=name.replace("(", r"\(")):
+        call()
