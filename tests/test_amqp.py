@@ -237,6 +237,16 @@ async def test_prefixes_isolate_users(amqp_url: str) -> None:
                            (f"alice.{room}", b"alice done"), (f"bob.{room}", b"bob done")])
 
 
+async def test_default_exchange_with_a_user_prefix_reaches_the_prefixed_queue(amqp_url: str) -> None:
+    """On a shared broker the lab prefixes names (``alice/``): the queue and the routing key must agree."""
+    queue = unique("jobs")
+    async with AmqpClient(amqp_url, exchange="", prefix="alice/") as alice:
+        subscription = await alice.subscribe(queue)
+        await alice.publish(queue, b"for alice's queue")
+        message = await subscription.get(WAIT_S)
+    assert (message.topic, message.payload) == (queue, b"for alice's queue")
+
+
 async def test_default_exchange_routes_to_the_queue_named_by_the_topic(amqp_url: str) -> None:
     queue = unique("jobs")
     async with AmqpClient(amqp_url, exchange="") as c:

@@ -10,7 +10,8 @@ How the shared interface maps onto AMQP (details and defaults in docs/amqp.md):
   ``prefix + topic``.  Topics are used verbatim: a topic exchange splits them
   into words at ``.``, so MQTT-style ``a/b`` is one word.  A prefix ending in
   ``/`` (as the lab hands out, ``alice/``) becomes the word ``alice.`` so that
-  ``#`` and ``*`` still work behind it.
+  ``#`` and ``*`` still work behind it; on the default exchange, where the
+  key names a queue, the prefix stays ``alice/`` like the queue's name.
 * ``subscribe(topic)`` declares a queue (server-named and exclusive unless
   ``queue=`` names one), binds it with ``prefix + topic``, and consumes from it
   on a channel of its own (so ``prefetch`` is per subscription).
@@ -192,7 +193,9 @@ class AmqpClient(Client):
         self.confirms = bool(confirms)
         self.exchange = exchange
         self.exchange_type = exchange_type
-        self._key_prefix = self.prefix[:-1] + "." if self.prefix.endswith("/") else self.prefix
+        # On the default exchange a routing key names a queue, and queue names keep the prefix as it is.
+        topic_words = exchange != "" and self.prefix.endswith("/")
+        self._key_prefix = self.prefix[:-1] + "." if topic_words else self.prefix
         self._conn: aio_pika.abc.AbstractConnection | None = None
         self._pub: aiormq.abc.AbstractChannel | None = None
         self._subs: dict[Subscription, _Consumer] = {}
