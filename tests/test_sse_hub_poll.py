@@ -217,3 +217,24 @@ async def test_stop_releases_held_polls(http) -> None:
     assert done, "a held long-poll outlived the hub's stop()"
     outcome = task.exception() or task.result()
     assert isinstance(outcome, (tuple, aiohttp.ClientError)), outcome
+
+
+async def test_the_poll_client_short_polls_with_an_etag_and_long_polls_until_news(url, topic, http):
+    from labkit.protocols.poll import PollClient
+
+    client = PollClient(url, timeout_s=WAIT_S)
+    try:
+        async with http.post(f"{url}/sse/{topic}", data=b"first") as resp:
+            first_id = (await resp.json())["id"]
+        status, body = await client.state(topic, since=0)
+        assert status == 200 and [e["data"] for e in body["events"]] == ["first"]
+        status, body = await client.state(topic, since=first_id)  # nothing new: the ETag makes it a 304
+        assert status == 304 and body is None
+        waiting = asyncio.create_task(client.poll(topic, since=first_id, wait_s=5))
+        async with http.post(f"{url}/sse/{topic}", data=b"second"):
+            pass
+        status, body = await asyncio.wait_for(waiting, WAIT_S)
+        assert status == 200 and [e["data"] for e in body["events"]] == ["second"]
+        assert len(client.requests) == 3 and client.meter.totals()[0] > 0  # bytes sent, counted at the socket
+    finally:
+        await client.close()

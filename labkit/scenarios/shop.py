@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, ConnectError, ProtocolError
+from ..errors import ConfigError
+from ..protocols.poll import PollClient
 from .base import Scenario, knob
 from .context import ScenarioContext
 from .data import Product, products
@@ -90,54 +91,7 @@ def shop_changes(catalogue: Sequence[Product], rng: random.Random,
     return out
 
 
-class _Poller:
-    """One polling client: its own HTTP connection (keep-alive), counted requests, bytes and open time.
-
-    A thin shell over aiohttp whose sockets come from a
-    :class:`~labkit.protocols.sockstats.WireMeter`, like the lab's clients.
-    """
-
-    def __init__(self, base: str, timeout_s: float) -> None:
-        import aiohttp
-
-        from ..protocols.sockstats import WireMeter
-
-        self._aiohttp = aiohttp
-        self.base = base.rstrip("/")
-        self.meter = WireMeter()
-        self.timeout_s = timeout_s
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1, socket_factory=self.meter.socket_factory), trust_env=False)
-        #: (start_ns, end_ns, status, events) per request answered.
-        self.requests: list[tuple[int, int, int, int]] = []
-        #: When the request in progress started (ns), or None.
-        self.asking_since: int | None = None
-        self.etag: str | None = None
-
-    async def get(self, path: str, extra_timeout_s: float = 0.0) -> tuple[int, dict[str, Any] | None]:
-        """GET ``path``: (status, JSON body, or None for a 304).  ProtocolError/ConnectError on failure."""
-        headers = {"If-None-Match": self.etag} if self.etag else {}
-        started = self.asking_since = time.monotonic_ns()
-        timeout = self._aiohttp.ClientTimeout(total=self.timeout_s + extra_timeout_s)
-        try:
-            async with self.session.get(self.base + path, headers=headers, timeout=timeout) as resp:
-                body = await resp.json() if resp.status == 200 else None
-                if resp.status not in (200, 304):
-                    raise ProtocolError(f"GET {path}: the SSE hub answered {resp.status}; "
-                                        "is it a labkit hub with /state and /poll?")
-                self.etag = resp.headers.get("ETag", self.etag)
-        except (self._aiohttp.ClientError, TimeoutError) as exc:
-            raise ConnectError(f"GET {path}: {type(exc).__name__}: {exc}; is the SSE hub running?") from None
-        finally:
-            self.asking_since = None
-        self.requests.append((started, time.monotonic_ns(), resp.status, len(body["events"]) if body else 0))
-        return resp.status, body
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
-def _window_stats(poller: _Poller, start: int, end: int) -> dict[str, float]:
+def _window_stats(poller: PollClient, start: int, end: int) -> dict[str, float]:
     """Requests started in [start, end), the empty ones, and the time requests were open (s) inside the window."""
     requests = list(poller.requests)
     if poller.asking_since is not None:  # a long-poll still held: open until now
@@ -191,12 +145,12 @@ class Shop(Scenario):
         for name in self._names["push"]:  # the shop stamps for "push" first, so these copies file as they are
             client = await ctx.client("sse", "push")
             ctx.receive_into(name, await client.subscribe(TOPIC, idle_timeout=None))
-        self._pollers: dict[str, tuple[str, _Poller, int]] = {}
+        self._pollers: dict[str, tuple[str, PollClient, int]] = {}
         ctx.spawn(self._close_pollers_at_the_end(), "shop pollers' closer")
         self._wire_topic = ctx.prefixes.get("sse", "") + TOPIC  # what the SSE client puts on the wire
         for kind in ("short-poll", "long-poll"):
             for name in self._names[kind]:
-                poller = _Poller(ctx.url("sse"), ctx.timeout)
+                poller = PollClient(ctx.url("sse"), ctx.timeout)
                 self._pollers[name] = (kind, poller, 0)
                 _status, body = await poller.get(f"/state/{self._wire_topic}?limit=0")  # where "now" is
                 self._pollers[name] = (kind, poller, int(body["last_id"]) if body else 0)
@@ -220,7 +174,7 @@ class Shop(Scenario):
             payload = stamp({}, Stamp(kind, mark.src, mark.seq, mark.due_ns, mark.sent_ns))
         ctx.rec.receive(name, payload, received_ns)
 
-    async def _short_poll(self, ctx: ScenarioContext, name: str, poller: _Poller, since: int, stop_ns: int) -> None:
+    async def _short_poll(self, ctx: ScenarioContext, name: str, poller: PollClient, since: int, stop_ns: int) -> None:
         step = int(self.poll_every_s * 1e9)
         first = ctx.start_ns + int(self._rng.random() * step)
         for k in range((stop_ns - first) // step + 1):
@@ -231,7 +185,7 @@ class Shop(Scenario):
             since = await self._ask(ctx, "short-poll", name, poller, f"/state/{self._wire_topic}?since={since}",
                                     since)
 
-    async def _long_poll(self, ctx: ScenarioContext, name: str, poller: _Poller, since: int, stop_ns: int) -> None:
+    async def _long_poll(self, ctx: ScenarioContext, name: str, poller: PollClient, since: int, stop_ns: int) -> None:
         wait = self.long_poll_wait_s
         total_s = (stop_ns - ctx.start_ns) / 1e9
         for _ in range(len(self._plan) + int(total_s / wait) + 16):  # at most one answer per change, or per wait
@@ -240,7 +194,7 @@ class Shop(Scenario):
             path = f"/poll/{self._wire_topic}?since={since}&wait={wait:g}"
             since = await self._ask(ctx, "long-poll", name, poller, path, since, extra_timeout_s=wait)
 
-    async def _ask(self, ctx: ScenarioContext, kind: str, name: str, poller: _Poller, path: str, since: int,
+    async def _ask(self, ctx: ScenarioContext, kind: str, name: str, poller: PollClient, path: str, since: int,
                    extra_timeout_s: float = 0.0) -> int:
         status, body = await poller.get(path, extra_timeout_s)
         if body is None:
