@@ -37,6 +37,8 @@ _LAZY = {
     "sweep": "labkit.experiment.runner",
     "find_capacity": "labkit.experiment.runner",
     "run_scenario": "labkit.scenarios.runner",
+    "Impairment": "labkit.faults.impairment",
+    "ImpairmentProxy": "labkit.faults.proxy",
 }
 
 
@@ -56,6 +58,8 @@ __all__ = [
     "Client",
     "ConfigError",
     "ConnectError",
+    "Impairment",
+    "ImpairmentProxy",
     "Lab",
     "LabkitError",
     "LabkitTimeout",

@@ -244,7 +244,7 @@ def _note(progress: Progress | None, text: str, fraction: float) -> None:
 async def run(protocol: str, workload: Workload | None = None, *, lab: Any = None, options: dict[str, Any] | None = None,
               scenario: str = "bench", workers: str = "process", mqtt: str = "amqtt",
               subscriber_stall: tuple[int, float] | None = None,
-              live: Callable[[dict[str, Any]], None] | None = None) -> Result:
+              live: Callable[[dict[str, Any]], None] | None = None, network: Any = None) -> Result:
     """Run ``workload`` (default: 1,000 msgs/s for 10 s, 100-byte payloads) over ``protocol``.
 
     ``lab``: a started :class:`labkit.Lab` (default: a private one for this run).
@@ -258,14 +258,27 @@ async def run(protocol: str, workload: Workload | None = None, *, lab: Any = Non
     recorded so far), ``expected`` (copies the run should deliver), ``p50_ms``/``p99_ms`` (latency from the
     intended send time since the previous snapshot; NaN if none) -- for live charts; the Result is built
     from the full records as always.
+    ``network``: a :class:`labkit.faults.Impairment` (delay, jitter, bandwidth, resets, partition): the
+    workers then reach the broker through an impairment proxy started for this run; the Result records
+    it in ``meta["network"]`` and the columns ``net_delay_ms``, ``net_jitter_ms``, ``net_bandwidth_bytes_s``.
     """
+    from ..faults import impairment as faults
+
     _check_protocols([protocol])
     resolve_options(protocol, options)
     workload = Workload() if workload is None else workload
     _check_run_args(workload, workers, subscriber_stall)
+    network = faults.check_impairment(network)
     async with _LabScope(lab, [protocol], mqtt) as scope:
-        return await run_on(scope.target(protocol), workload, options, scenario=scenario, workers=workers,
-                            subscriber_stall=subscriber_stall, live=live)
+        if network is None:
+            return await run_on(scope.target(protocol), workload, options, scenario=scenario, workers=workers,
+                                subscriber_stall=subscriber_stall, live=live)
+        from ..faults.network import behind_proxy, record_network
+
+        async with behind_proxy(scope.target(protocol), network) as (target, proxy):
+            result = await run_on(target, workload, options, scenario=scenario, workers=workers,
+                                  subscriber_stall=subscriber_stall, live=live)
+            return record_network(result, network, proxy)
 
 
 async def compare(protocols: Sequence[str] | str = ("mqtt", "amqp", "ws", "sse"), workload: Workload | None = None, *,
