@@ -103,7 +103,7 @@ class Workload:
                 raise ConfigError(f"schedule={self.schedule!r} must be a sequence of send offsets in seconds")
             try:
                 offsets = tuple(float(x) for x in self.schedule)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(
                     f"schedule={self.schedule!r} must be a sequence of send offsets in seconds, such as [0, 0.01, 0.02]"
                 ) from None
@@ -118,7 +118,10 @@ class Workload:
         for name in ("rate", "duration_s", "warmup_s", "drain_s"):
             value = getattr(self, name)
             if _is_number(value):
-                set_(self, name, float(value))
+                try:
+                    set_(self, name, float(value))
+                except OverflowError:  # an int beyond any float: left as given, validate() names it
+                    pass
         for name in ("count", "burst_size", "payload_bytes", "publishers", "subscribers", "topics", "seed"):
             value = getattr(self, name)
             if _is_whole(value):
@@ -227,7 +230,10 @@ class Workload:
 
 # ---------------------------------------------------------------- validators
 def _bad_number(value: Any) -> bool:
-    return not _is_number(value) or not math.isfinite(value)
+    try:
+        return not _is_number(value) or not math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return True
 
 
 def _positive(value: Any, name: str, hint: str) -> None:

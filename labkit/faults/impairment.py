@@ -37,7 +37,11 @@ MIN_RESET_EVERY_S = 0.05
 
 
 def _number(name: str, value: Any, example: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:
+        bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        bad = True
+    if bad:
         raise ConfigError(f"{name}={value!r} must be a finite number, such as {name}={example}")
     return float(value)
 

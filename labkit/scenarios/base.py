@@ -17,6 +17,7 @@ records into a :class:`~labkit.Result` with the same columns as any run.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -81,13 +82,15 @@ class Knob:
             return value
         if kind in (int, float):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if kind is int and ok and float(value).is_integer():
-                value = int(value)
+            if kind is int and ok and (isinstance(value, int) or value.is_integer()):
+                value = int(value)  # a whole int of any size, or a float with no fraction
             elif kind is int:
                 ok = False
             if not ok or value != value:  # NaN
                 what = "a whole number" if kind is int else "a number"
                 raise ConfigError(f"{owner}: {self.name}={value!r} must be {what}{unit}; {example}")
+            if kind is float and abs(value) > sys.float_info.max:  # an int beyond any float
+                raise ConfigError(f"{owner}: {self.name}={value!r}{unit} is too large for a float; {example}")
             if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
                 raise ConfigError(f"{owner}: {self.name}={value!r}{unit} is out of range; use{self._range()}{unit} "
                                   f"({self.help}); {example}")
