@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_args import knob_flags
+from .cli_args import value as _value
 from .errors import LabkitError
 
 __all__ = ["main"]
@@ -96,23 +98,6 @@ def _progress(text: str, fraction: float) -> None:
     sys.stderr.flush()
 
 
-def _value(text: str) -> Any:
-    """An option value from the command line: true/false/none, a number, or text."""
-    low = text.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _options(pairs: Sequence[str], protocols: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``qos=1`` (for every protocol that takes it) or ``mqtt.qos=1`` -> {protocol: {option: value}}."""
     from .errors import ConfigError
@@ -168,22 +153,7 @@ def _knobs(extra: Sequence[str], argv: Sequence[str], args: argparse.Namespace) 
 
     ``--duration``, ``--warmup``, ``--drain`` and ``--seed`` set the scenario's own knobs when given.
     """
-    from .errors import ConfigError
-
-    knobs: dict[str, Any] = {}
-    i = 0
-    while i < len(extra):
-        flag = extra[i]
-        if not flag.startswith("--") or len(flag) < 3:
-            raise ConfigError(f"unexpected argument {flag!r}; scenario knobs look like --vehicles 20")
-        name, eq, raw = flag[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
-                raise ConfigError(f"{flag} needs a value, e.g. {flag} 10")
-            raw = extra[i + 1]
-            i += 1
-        knobs[name.replace("-", "_")] = _value(raw)
-        i += 1
+    knobs = knob_flags(extra)
     for flag, knob_name, value in (("--duration", "duration_s", args.duration), ("--warmup", "warmup_s", args.warmup),
                                    ("--drain", "drain_s", args.drain), ("--seed", "seed", args.seed)):
         if any(a == flag or a.startswith(flag + "=") for a in argv):

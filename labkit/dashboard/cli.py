@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..cli_args import knob_flags as scenario_knobs
 from ..errors import ConfigError, LabkitError
 from .feed import SOURCES
 
@@ -43,38 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--mqtt-broker", default="amqtt", choices=["amqtt", "mosquitto"])
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds each broker may take to start")
     return parser
-
-
-def _value(text: str) -> Any:
-    """A knob value from the command line: true/false, a whole number, a number, or text."""
-    low = text.lower()
-    if low in ("true", "yes", "on", "false", "no", "off"):
-        return low in ("true", "yes", "on")
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def scenario_knobs(extra: Sequence[str]) -> dict[str, Any]:
-    """``["--vehicles", "20", "--rate-hz=2"]`` -> ``{"vehicles": 20, "rate_hz": 2}``; ConfigError otherwise."""
-    knobs: dict[str, Any] = {}
-    i = 0
-    while i < len(extra):
-        flag = extra[i]
-        if not flag.startswith("--") or len(flag) < 3:
-            raise ConfigError(f"unexpected argument {flag!r}; scenario knobs look like --vehicles 20")
-        name, eq, raw = flag[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
-                raise ConfigError(f"{flag} needs a value, e.g. {flag} 10")
-            raw = extra[i + 1]
-            i += 1
-        knobs[name.replace("-", "_")] = _value(raw)
-        i += 1
-    return knobs
 
 
 def _make_scenario(args: argparse.Namespace) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Scenario
 
-__all__ = ["register", "scenario_class", "make", "names", "catalogue"]
+__all__ = ["register", "scenario_class", "make", "resolve", "names", "catalogue"]
 
 #: Modules that define scenarios (each calls ``register`` at import).
 _MODULES = (
@@ -81,6 +81,19 @@ def make(name: str, **knobs: Any) -> Scenario:
     if unknown:
         raise ConfigError(f"{name}: unknown knob(s) {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
     return cls(**knobs)
+
+
+def resolve(scenario: Scenario | str, knobs: dict[str, Any]) -> Scenario:
+    """A scenario from a name and its knobs, or a ready-made one (then ``knobs`` must be empty)."""
+    if isinstance(scenario, str):
+        return make(scenario, **knobs)
+    if not isinstance(scenario, Scenario):
+        raise ConfigError(f"scenario={scenario!r} must be a Scenario or a name such as 'fleet' "
+                          "(labkit.scenarios.names() lists them)")
+    if knobs:
+        raise ConfigError(f"knobs {sorted(knobs)} were given with a ready-made {type(scenario).__name__}; "
+                          "set them when making it instead")
+    return scenario
 
 
 def catalogue() -> list[dict[str, str]]:

@@ -27,7 +27,7 @@ from ..experiment.result import Result
 from .base import Scenario
 from .engine import FINISH_TIMEOUT_S, PLAY_GRACE_S, SETUP_TIMEOUT_S, execute
 from .recorder import Recorder
-from .registry import make
+from .registry import resolve
 from .results import build_result
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,6 @@ __all__ = ["run_scenario", "WORKERS"]
 WORKERS = ("process", "inline")
 
 
-def _scenario(scenario: Scenario | str, knobs: dict[str, Any]) -> Scenario:
-    if isinstance(scenario, str):
-        return make(scenario, **knobs)
-    if not isinstance(scenario, Scenario):
-        raise ConfigError(f"scenario={scenario!r} must be a Scenario or a name such as 'fleet' "
-                          "(labkit.scenarios.names() lists them)")
-    if knobs:
-        raise ConfigError(f"knobs {sorted(knobs)} were given with a ready-made {type(scenario).__name__}; "
-                          "set them when making it instead")
-    return scenario
 
 
 async def _restart(lab: Any, args: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +138,7 @@ async def run_scenario(scenario: Scenario | str, *, lab: Any = None, workers: st
         return simulate_scenario(scenario, **knobs)
     if engine != "live":
         raise ConfigError(f"engine={engine!r} must be 'live' or 'sim'")
-    chosen = _scenario(scenario, knobs)
+    chosen = resolve(scenario, knobs)
     if workers not in WORKERS:
         raise ConfigError(f"workers={workers!r} must be 'process' or 'inline'")
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

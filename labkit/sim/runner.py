@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..experiment.result import Result
 from ..experiment.workload import Workload
 from ..scenarios.base import Scenario
-from ..scenarios.registry import make, names
+from ..scenarios.registry import names, resolve
 from ..scenarios.results import build_result
 from .params import Model
 from .scenario_engine import ScenarioSim
@@ -34,16 +34,6 @@ __all__ = ["simulate_scenario", "run", "ENGINES"]
 ENGINES = ("live", "sim")
 
 
-def _scenario(scenario: Scenario | str, knobs: dict[str, Any]) -> Scenario:
-    if isinstance(scenario, str):
-        return make(scenario, **knobs)
-    if not isinstance(scenario, Scenario):
-        raise ConfigError(f"scenario={scenario!r} must be a Scenario or a name such as 'fleet' "
-                          "(labkit.scenarios.names() lists them)")
-    if knobs:
-        raise ConfigError(f"knobs {sorted(knobs)} were given with a ready-made {type(scenario).__name__}; "
-                          "set them when making it instead")
-    return scenario
 
 
 def _shop_push(sim: ScenarioSim, seconds: float) -> dict[str, Any] | None:
@@ -65,7 +55,7 @@ def simulate_scenario(scenario: Scenario | str, *, model: Model | None = None, s
     live).  ``seed``: the model's randomness (default: the scenario's seed).
     Latencies are ms, rates msgs/s, both of simulated time.
     """
-    chosen = _scenario(scenario, knobs)
+    chosen = resolve(scenario, knobs)
     model = Model() if model is None else model
     if not isinstance(model, Model):
         raise ConfigError(f"model={model!r} must be a labkit.sim.Model (or None for the reference model)")
