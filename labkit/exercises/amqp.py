@@ -14,6 +14,8 @@ import numbers
 from typing import Any
 
 from ..check import Check, _failed, _passed
+from .common import events as _events
+from .common import scenario_problem as _scenario
 from ..wire.amqp import topic_matches
 
 __all__ = ["rpc_matched", "routing_answer", "quote_share_answer", "executors_answer", "survival_answer",
@@ -23,22 +25,6 @@ __all__ = ["rpc_matched", "routing_answer", "quote_share_answer", "executors_ans
 SHARE_TOLERANCE = 0.02
 #: Two per-edit costs within this share of each other count as "same".
 SAME_SHARE = 0.15
-
-
-def _scenario(result: Any, name: str, scenario: str) -> Check | None:
-    """None when ``result`` is a Result of ``scenario``; a failed Check saying what it is otherwise."""
-    meta = getattr(result, "meta", None)
-    if result is None or not isinstance(meta, dict) or getattr(result, "summary", None) is None:
-        return _failed(f"{name} is {type(result).__name__}, not a labkit Result",
-                       f"pass what `await labkit.run_scenario('{scenario}', ...)` returned")
-    if meta.get("scenario") != scenario:
-        return _failed(f"{name} is a Result of {meta.get('scenario') or 'no scenario'}, not of '{scenario}'",
-                       f"run the '{scenario}' scenario and pass its Result")
-    return None
-
-
-def _events(result: Any, kind: str) -> list[dict[str, Any]]:
-    return [e for e in result.meta.get("events", []) if e.get("kind") == kind]
 
 
 def _row(result: Any, flow: str) -> Any:
