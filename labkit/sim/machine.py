@@ -318,3 +318,23 @@ class OwnCpu(_Stats):
 
 
 Process = Server | OwnCpu
+
+
+def process_for(env: simpy.Environment, name: str, machine: Machine, draws: Draws, stack: Any, *, broker: bool,
+                on_machine: bool, contended: bool, threads: int = 1) -> Process:
+    """The process of one client or broker, costed from ``stack`` (a :class:`labkit.sim.params.Stack`).
+
+    On the lab's machine and with ``contended`` cores it queues for the machine's cores (:class:`Server`);
+    otherwise it has a CPU of its own (:class:`OwnCpu`), slowed by the machine's background load when on it.
+    On the machine it also pays the stack's idle CPU share.
+    """
+    wake = stack.broker_wake_cpu_s if broker else stack.wake_cpu_s
+    process: Process
+    if on_machine and contended:
+        process = Server(env, name, machine, draws, threads=threads, wake_s=wake, cv=stack.service_cv)
+    else:
+        process = OwnCpu(env, name, draws, threads=threads, wake_s=wake, cv=stack.service_cv,
+                         slowdown=machine.slowdown if on_machine else 1.0)
+    if on_machine:
+        process.idle_cost(stack.broker_idle_cpu_frac if broker else stack.idle_cpu_frac)
+    return process

@@ -29,7 +29,7 @@ import simpy
 from ..scenarios.recorder import Flow, Recorder
 from .legs import legs_of
 from .links import Link
-from .machine import Draws, Job, Machine, OwnCpu, Process, Server
+from .machine import Draws, Job, Machine, Process, process_for
 from .overhead import Framing, framing
 from .params import LinkSpec, Model, Stack
 from .plans import FlowPlan, Outage, ScenarioPlan
@@ -104,17 +104,8 @@ class ScenarioSim:
     # ---- components, made on first use
     def _process(self, name: str, on_machine: bool, threads: int = 1, stack: Stack | None = None) -> Process:
         stack = stack or next(iter(self.stacks.values()))
-        broker = name.startswith("broker-")
-        wake = stack.broker_wake_cpu_s if broker else stack.wake_cpu_s
-        process: Process
-        if on_machine and self.contended:
-            process = Server(self.env, name, self.machine, self.draws, threads=threads, wake_s=wake,
-                             cv=stack.service_cv)
-        else:
-            process = OwnCpu(self.env, name, self.draws, threads=threads, wake_s=wake, cv=stack.service_cv,
-                             slowdown=self.machine.slowdown if on_machine else 1.0)
-        if on_machine:
-            process.idle_cost(stack.broker_idle_cpu_frac if broker else stack.idle_cpu_frac)
+        process = process_for(self.env, name, self.machine, self.draws, stack, broker=name.startswith("broker-"),
+                              on_machine=on_machine, contended=self.contended, threads=threads)
         self.processes[name] = process
         return process
 

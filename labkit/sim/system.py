@@ -29,7 +29,7 @@ from .broker import Broker
 from .clients import Publisher, Subscriber
 from .legs import legs_of
 from .links import Link
-from .machine import Draws, Machine, OwnCpu, Process, Server
+from .machine import Draws, Machine, Process, process_for
 from .overhead import framing
 from .params import LinkSpec, Model
 from .recording import Recording
@@ -141,17 +141,8 @@ class System:
         return Link(self.env, spec, self.draws)
 
     def _process(self, name: str, on_machine: bool, threads: int = 1) -> Process:
-        stack, broker = self.stack, name == "broker"
-        wake = stack.broker_wake_cpu_s if broker else stack.wake_cpu_s
-        process: Process
-        if on_machine and self.contended:
-            process = Server(self.env, name, self.machine, self.draws, threads=threads, wake_s=wake,
-                             cv=stack.service_cv)
-        else:
-            process = OwnCpu(self.env, name, self.draws, threads=threads, wake_s=wake, cv=stack.service_cv,
-                             slowdown=self.machine.slowdown if on_machine else 1.0)
-        if on_machine:
-            process.idle_cost(stack.broker_idle_cpu_frac if broker else stack.idle_cpu_frac)
+        process = process_for(self.env, name, self.machine, self.draws, self.stack, broker=name == "broker",
+                              on_machine=on_machine, contended=self.contended, threads=threads)
         self._processes.append(process)
         return process
 
