@@ -1,6 +1,6 @@
 """A broker the lab does not run: given by URL (a class's shared RabbitMQ, a cluster).
 
-``LABKIT_MQTT_URL``, ``LABKIT_MQTT_WS_URL``, ``LABKIT_AMQP_URL``,
+``LABKIT_MQTT_URL``, ``LABKIT_MQTT_WS_URL``, ``LABKIT_AMQP_URL``, ``LABKIT_AMQP1_URL``,
 ``LABKIT_WS_URL`` and ``LABKIT_SSE_URL`` (or the same as arguments) point the
 lab at one.  It is checked for reachability with a deadline; it is never
 stopped by the lab.
@@ -23,6 +23,7 @@ ENV_VARS: dict[str, str] = {
     "mqtt": "LABKIT_MQTT_URL",
     "mqtt_ws": "LABKIT_MQTT_WS_URL",
     "amqp": "LABKIT_AMQP_URL",
+    "amqp1": "LABKIT_AMQP1_URL",
     "ws": "LABKIT_WS_URL",
     "sse": "LABKIT_SSE_URL",
 }
@@ -31,10 +32,11 @@ _SCHEMES: dict[str, tuple[str, ...]] = {
     "mqtt": ("mqtt", "mqtts", "tcp"),
     "mqtt_ws": ("ws", "wss"),
     "amqp": ("amqp", "amqps"),
+    "amqp1": ("amqp1", "amqp"),
     "ws": ("ws", "wss"),
     "sse": ("http", "https"),
 }
-_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "tcp": 1883, "amqp": 5672, "amqps": 5671,
+_DEFAULT_PORTS = {"amqp1": 5672, "mqtt": 1883, "mqtts": 8883, "tcp": 1883, "amqp": 5672, "amqps": 5671,
                   "ws": 80, "wss": 443, "http": 80, "https": 443}
 
 

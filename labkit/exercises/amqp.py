@@ -15,22 +15,17 @@ from typing import Any
 
 from ..check import Check, _failed, _passed
 from .common import events as _events
+from .common import flow_row as _row
 from .common import scenario_problem as _scenario
 from ..wire.amqp import topic_matches
 
 __all__ = ["rpc_matched", "routing_answer", "quote_share_answer", "executors_answer", "survival_answer",
-           "dead_letter_answer", "fan_out_answer", "editor_cost_answer", "leg_answer"]
+           "dead_letter_answer", "fan_out_answer", "editor_cost_answer", "leg_answer", "settlement_answer"]
 
 #: A share passes within this distance of the truth (a fraction, 0-1).
 SHARE_TOLERANCE = 0.02
 #: Two per-edit costs within this share of each other count as "same".
 SAME_SHARE = 0.15
-
-
-def _row(result: Any, flow: str) -> Any:
-    s = result.summary
-    rows = s[s["flow"] == flow] if "flow" in s.columns else s.iloc[0:0]
-    return rows.iloc[0] if len(rows) else None
 
 
 def _number(value: Any) -> bool:
@@ -288,3 +283,40 @@ def leg_answer(result: Any, answer: Any) -> Check:
                        "browser's latency counts from the same due time and includes the AMQP leg")
     return _failed(f"in this run edits take {a:.2f} ms to the service and {b:.2f} ms to the browsers",
                    "both flows count from the editor's due time; one path contains the other")
+
+
+# ------------------------------------------------------------------------- 03 trading: AMQP 1.0 settlement
+
+_SETTLE_MODES = ("unsettled", "presettled")
+
+
+def settlement_answer(outcomes: Any, answer: Any) -> Check:
+    """``answer`` says how many of a dead consumer's unfinished messages come back, per settlement mode.
+
+    ``outcomes``: the results of
+    :func:`labkit.protocols.amqp1_interop.consumer_crash` (a list, or a dict
+    keyed by mode), one per mode.  ``answer``: ``{"unsettled": N, "presettled": M}``.
+    """
+    runs = list(outcomes.values()) if isinstance(outcomes, dict) else list(outcomes or [])
+    by_mode = {r.get("settle"): r for r in runs if isinstance(r, dict)}
+    missing = [m for m in _SETTLE_MODES if m not in by_mode]
+    if missing:
+        return _failed(f"no consumer_crash run for {', '.join(missing)}",
+                       "run consumer_crash(lab, settle) once with 'unsettled' and once with 'presettled'")
+    if answer is None:
+        return _failed("no answer yet", "answer {'unsettled': N, 'presettled': M}: how many messages come back")
+    if not isinstance(answer, dict) or set(answer) != set(_SETTLE_MODES) or not all(
+            _number(v) and float(v) == int(v) for v in answer.values()):
+        return _failed(f"the answer {answer!r} is not {{'unsettled': N, 'presettled': M}} with whole numbers",
+                       "give a whole number of messages for each of the two modes")
+    seen = {m: int(by_mode[m]["redelivered"]) for m in _SETTLE_MODES}
+    unfinished = {m: int(by_mode[m]["held"]) - int(by_mode[m]["done"]) for m in _SETTLE_MODES}
+    if all(int(answer[m]) == seen[m] for m in _SETTLE_MODES):
+        return _passed(f"unsettled: {seen['unsettled']} of {unfinished['unsettled']} unfinished messages came "
+                       f"back (redelivered); pre-settled: {seen['presettled']} of {unfinished['presettled']}, "
+                       "the rest are lost: the broker forgot each one when it sent it")
+    return _failed(f"the runs brought back {seen['unsettled']} (unsettled) and {seen['presettled']} "
+                   f"(pre-settled) of the messages the consumer had not finished",
+                   "an unsettled delivery stays the broker's until the consumer accepts it, so it is handed out "
+                   "again when the consumer dies; a pre-settled one was settled when it was sent")
+

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..check import Check, _failed
 
-__all__ = ["scenario_problem", "events"]
+__all__ = ["scenario_problem", "events", "flow_row"]
 
 
 def scenario_problem(result: Any, name: str, scenario: str) -> Check | None:
@@ -24,3 +24,10 @@ def scenario_problem(result: Any, name: str, scenario: str) -> Check | None:
 def events(result: Any, kind: str) -> list[dict[str, Any]]:
     """The scenario events of ``kind`` in ``result.meta["events"]``."""
     return [e for e in result.meta.get("events", []) if e.get("kind") == kind]
+
+
+def flow_row(result: Any, flow: str) -> Any:
+    """The summary row of ``flow`` in a scenario Result, or None when it has none."""
+    s = result.summary
+    rows = s[s["flow"] == flow] if "flow" in s.columns else s.iloc[0:0]
+    return rows.iloc[0] if len(rows) else None

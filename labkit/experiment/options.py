@@ -49,6 +49,12 @@ OPTIONS: dict[str, dict[str, OptionSpec]] = {
         _spec("ingest", "client", ("stream", "post"), "stream", "publisher path into the hub"),
         _spec("max_inflight", "client", None, 100, "POSTs in flight at once (ingest='post')"),
     )},
+    "amqp1": {s.name: s for s in (
+        _spec("settle", "client", ("unsettled", "presettled"), "unsettled",
+              "AMQP 1.0 settlement: unsettled (at-least-once, the broker accepts each) or presettled (at-most-once)"),
+        _spec("credit", "client", None, 100, "link credit each receiver grants (messages)"),
+        _spec("max_inflight", "client", None, 100, "unsettled publishes allowed at once"),
+    )},
     "tcp": {},
 }
 

@@ -52,6 +52,8 @@ def broker_acknowledges(protocol: str, options: dict[str, Any]) -> bool:
         return int(options.get("qos", 0)) > 0
     if protocol == "amqp":
         return bool(options.get("confirms", False))
+    if protocol == "amqp1":
+        return options.get("settle", "unsettled") == "unsettled"
     if protocol == "sse":
         return options.get("ingest", "stream") == "post"
     return False

@@ -17,6 +17,7 @@ CLIENTS: dict[str, tuple[str, str]] = {
     "ws": ("labkit.protocols.ws", "WsClient"),
     "sse": ("labkit.protocols.sse", "SseClient"),
     "tcp": ("labkit.protocols.tcp", "TcpClient"),  # the raw TCP baseline, not one of the lab's four
+    "amqp1": ("labkit.protocols.amqp1", "Amqp1Client"),  # AMQP 1.0 (Proton), e.g. RabbitMQ's amqp1_0 plugin
 }
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..wire import frames
+from ..wire.amqp1 import proton_transfer_bytes, rabbitmq_transfer_bytes
 from ..wire.mqtt import Publish
 from ..wire.sse import encode_event
 
@@ -49,6 +50,8 @@ _CHUNK_CRLFS = 4
 _SSE_ID_DIGITS = 4
 #: The exchange labkit's AMQP client publishes to.
 _AMQP_EXCHANGE = "labkit"
+#: AMQP 1.0: a delivery id typical of a run (ids from 256 on take 5 bytes, smaller ones 1-2).
+_AMQP1_DELIVERY_ID = 1000
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,12 @@ def _amqp_short(text: str) -> int:
 
 
 def framing(protocol: str, payload_bytes: int, topic: str = "labkit/bench/0", *, qos: int = 0,
-            confirms: bool = False) -> Framing:
+            confirms: bool = False, settle: str = "unsettled") -> Framing:
     """Bytes per message on the wire for ``protocol`` with a ``payload_bytes`` payload on ``topic``.
 
     ``qos``: MQTT QoS (1 adds a packet id and a PUBACK, 2 the PUBREC / PUBREL /
-    PUBCOMP handshake); ``confirms``: AMQP publisher confirms.
+    PUBCOMP handshake); ``confirms``: AMQP publisher confirms; ``settle``: AMQP 1.0
+    settlement (``"presettled"`` transfers carry one byte more).
     """
     if isinstance(payload_bytes, bool) or not isinstance(payload_bytes, int) or payload_bytes < 0:
         raise ConfigError(f"payload_bytes={payload_bytes!r} must be a whole number of bytes >= 0")
@@ -121,10 +125,13 @@ def framing(protocol: str, payload_bytes: int, topic: str = "labkit/bench/0", *,
         deliver = 4 + _amqp_short("x" * _AMQP_CONSUMER_TAG) + 8 + 1 + _amqp_short(_AMQP_EXCHANGE) + _amqp_short(topic)
         down = 3 * _AMQP_FRAME + deliver + header + payload_bytes
         return Framing(up, down, _AMQP_ACK if confirms else 0, _AMQP_ACK)
+    if protocol == "amqp1":  # one transfer frame each way; RabbitMQ batches its dispositions, not counted
+        up = proton_transfer_bytes(payload_bytes, _AMQP1_DELIVERY_ID, settled=settle == "presettled")
+        return Framing(up, rabbitmq_transfer_bytes(payload_bytes, _AMQP1_DELIVERY_ID))
     if protocol == "tcp":
         size = payload_bytes + frames.overhead(topic)
         return Framing(size, size)
-    raise ConfigError(f"unknown protocol {protocol!r}; choose one of mqtt, amqp, ws, sse, tcp")
+    raise ConfigError(f"unknown protocol {protocol!r}; choose one of mqtt, amqp, amqp1, ws, sse, tcp")
 
 
 # ----------------------------------------------------------------------------------------------- polling

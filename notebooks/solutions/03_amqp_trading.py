@@ -46,3 +46,11 @@ EXERCISE_2_SHARE = venue_share(EXERCISE_2_VENUE)  # 0.333...
 EXERCISE_3_ORDERS_PER_S = 40.0
 EXERCISE_3_FILL_MS = 50.0
 EXERCISE_3_EXECUTORS = executors_needed(EXERCISE_3_ORDERS_PER_S, EXERCISE_3_FILL_MS)  # 3
+
+# Exercise 4 (AMQP 1.0 settlement): a consumer holds 20 quotes and has finished 5 when its process dies.
+# Unsettled (at-least-once): the 15 it never accepted are still the broker's, which hands them to the next
+# consumer, marked redelivered. Pre-settled (at-most-once): the broker settled each quote as it sent it and
+# kept nothing, so the 15 are gone.
+EXERCISE_4_HELD = 20
+EXERCISE_4_DONE = 5
+EXERCISE_4_ANSWER = {"unsettled": EXERCISE_4_HELD - EXERCISE_4_DONE, "presettled": 0}
