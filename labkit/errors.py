@@ -16,6 +16,7 @@ __all__ = [
     "PortInUse",
     "ProtocolError",
     "ConnectError",
+    "AuthError",
     "LabkitTimeout",
 ]
 
@@ -50,6 +51,10 @@ class ProtocolError(LabkitError):
 
 class ConnectError(ProtocolError, ConnectionError):
     """A client could not connect to a broker URL."""
+
+
+class AuthError(ConnectError):
+    """A broker refused the client's credentials (user, password or token); the message says which to fix."""
 
 
 class LabkitTimeout(LabkitError, TimeoutError):

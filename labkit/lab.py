@@ -31,14 +31,30 @@ from .brokers.process import START_TIMEOUT_S, BrokerProcess
 from .brokers.registry import DEFAULT_KIND, PROTOCOLS, check_kind, check_protocol, served_class
 from .errors import BrokerError, BrokerUnavailable, ConfigError, LabkitError
 from .net import LOOPBACK, check_host
+from .security import Credentials, redact_url, url_with_credentials
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Lab", "URL_KEYS", "user_prefix"]
 
 #: Keys of ``Lab.urls`` and of ``labkit up --json``, in order.
-URL_KEYS: tuple[str, ...] = ("mqtt", "mqtt_ws", "amqp", "ws", "sse")
+URL_KEYS: tuple[str, ...] = ("mqtt", "mqtt_ws", "amqp", "amqp1", "ws", "sse")
 _URL_KEYS_OF = {"mqtt": ("mqtt", "mqtt_ws"), "amqp": ("amqp",), "ws": ("ws",), "sse": ("sse",)}
+
+
+def _amqp1_rides_on_amqp(chosen: list[str], urls: dict[str, str] | None, use_env: bool) -> list[str]:
+    """``amqp1`` is no broker of its own: RabbitMQ's AMQP 1.0 plugin (protocol ``amqp``), or an external URL."""
+    if "amqp1" not in chosen:
+        return chosen
+    external = (urls or {}).get("amqp1") or (url_from_env("amqp1") if use_env else None)
+    out = []
+    for p in chosen:
+        if p == "amqp1":
+            if external:
+                continue
+            p = "amqp"
+        out.append(p)
+    return out
 
 
 def user_prefix() -> str:
@@ -50,13 +66,18 @@ def user_prefix() -> str:
 class Lab:
     """Start and stop a set of brokers: one per protocol.
 
-    ``protocols``: any of ``mqtt``, ``amqp``, ``ws``, ``sse`` (default: all four).
+    ``protocols``: any of ``mqtt``, ``amqp``, ``ws``, ``sse`` (default: all four), and
+    ``amqp1`` (AMQP 1.0: the RabbitMQ of ``amqp`` through its plugin, or ``LABKIT_AMQP1_URL``).
     ``mqtt``: which MQTT broker runs locally, ``amqtt`` (default) or ``mosquitto``.
     ``urls``: external brokers by URL key (``mqtt``, ``mqtt_ws``, ``amqp``, ``ws``,
     ``sse``); ``use_env`` also reads ``LABKIT_*_URL``.
     ``missing``: ``"raise"`` (default) when a local broker cannot run here, or
     ``"skip"`` to go on without it (``lab.skipped`` says why).
     ``start_timeout`` (s) bounds each broker's start.
+    ``host``: where the brokers listen (127.0.0.1); any other address needs
+    ``allow_remote=True`` and ``credentials`` (a :class:`labkit.Credentials`),
+    which every broker then enforces, and :attr:`urls` then carry (see
+    docs/security.md).
     """
 
     def __init__(
@@ -68,6 +89,7 @@ class Lab:
         use_env: bool = True,
         host: str = LOOPBACK,
         allow_remote: bool = False,
+        credentials: Credentials | None = None,
         missing: str = "raise",
         start_timeout: float = START_TIMEOUT_S,
         options: dict[str, dict[str, Any]] | None = None,
@@ -76,17 +98,29 @@ class Lab:
             chosen = list(PROTOCOLS)
         elif isinstance(protocols, str):
             chosen = [p.strip() for p in protocols.split(",") if p.strip()]
-        else:
+        elif isinstance(protocols, Iterable):
             chosen = list(protocols)
+        else:
+            raise ConfigError(f"protocols={protocols!r} must be a list such as ['mqtt', 'ws'] or a string such as "
+                              "'mqtt,ws'")
         if not chosen:
             raise ConfigError("protocols is empty; name at least one of mqtt, amqp, ws, sse")
+        #: True when AMQP 1.0 was asked for ("amqp1": served by RabbitMQ's plugin unless LABKIT_AMQP1_URL says).
+        self.wants_amqp1 = "amqp1" in chosen
+        chosen = _amqp1_rides_on_amqp(chosen, urls, use_env)
         for p in chosen:
             check_protocol(p)
         if check_kind(mqtt) not in ("amqtt", "mosquitto"):
             raise ConfigError(f"mqtt={mqtt!r} is not an MQTT broker; choose 'amqtt' or 'mosquitto'")
         if missing not in ("raise", "skip"):
             raise ConfigError(f"missing={missing!r} must be 'raise' or 'skip'")
-        self.host = check_host(host, allow_remote)
+        if credentials is not None and not isinstance(credentials, Credentials):
+            raise ConfigError(f"credentials={type(credentials).__name__} must be "
+                              "labkit.Credentials(username, password)")
+        self.host = check_host(host, allow_remote, credentials)
+        self.allow_remote = allow_remote
+        #: What the lab's own brokers enforce (None: anonymous on loopback).
+        self.credentials = credentials
         self.protocols = list(dict.fromkeys(chosen))
         self.kinds = {p: (mqtt if p == "mqtt" else DEFAULT_KIND[p]) for p in self.protocols}
         self.missing = missing
@@ -110,28 +144,50 @@ class Lab:
     # --- queries -------------------------------------------------------------
     @property
     def urls(self) -> dict[str, str]:
-        """URL key -> URL of every running broker (hosts written as 127.0.0.1)."""
+        """URL key -> URL of every running broker (hosts written as 127.0.0.1), with the lab's credentials in them."""
         out: dict[str, str] = {}
         for key in URL_KEYS:
             for broker in self.brokers.values():
                 if key in broker.urls:
-                    out[key] = broker.urls[key]
+                    out[key] = self._with_credentials(broker, broker.urls[key])
+        if "amqp1" in self._external_urls:  # an external AMQP 1.0 broker wins over RabbitMQ's plugin
+            out["amqp1"] = self._external_urls["amqp1"]
         return out
 
+    def _with_credentials(self, broker: BrokerProcess | ExternalBroker, url: str) -> str:
+        return url if isinstance(broker, ExternalBroker) else url_with_credentials(url, self.credentials)
+
     def is_external(self, protocol: str) -> bool:
-        return isinstance(self.brokers.get(protocol), ExternalBroker)
+        if protocol == "amqp1" and "amqp1" in self._external_urls:
+            return True
+        return isinstance(self.brokers.get("amqp" if protocol == "amqp1" else protocol), ExternalBroker)
 
     def prefix(self, protocol: str) -> str:
         """Topic prefix for ``protocol``: ``<user>/`` on an external broker, empty on a private one."""
         return user_prefix() if self.is_external(protocol) else ""
 
     def url(self, protocol: str) -> str:
+        if protocol == "amqp1":
+            return self._amqp1_url()
         check_protocol(protocol)
         broker = self.brokers.get(protocol)
         if broker is None:
             why = self.skipped.get(protocol) or f"this lab was started with protocols={self.protocols}"
             raise BrokerUnavailable(f"no {protocol} broker in this lab: {why}")
-        return broker.urls[_URL_KEYS_OF[protocol][0]]
+        return self._with_credentials(broker, broker.urls[_URL_KEYS_OF[protocol][0]])
+
+    def _amqp1_url(self) -> str:
+        """The AMQP 1.0 URL: ``LABKIT_AMQP1_URL`` (or ``urls['amqp1']``), else RabbitMQ's plugin on the amqp port."""
+        url = self.urls.get("amqp1")
+        if url:
+            return url
+        if self.brokers.get("amqp") is None:
+            why = self.skipped.get("amqp") or f"this lab was started with protocols={self.protocols}"
+            raise BrokerUnavailable(f"no AMQP 1.0 broker in this lab: {why}; start it with 'amqp1' (or 'amqp') "
+                                    "among the protocols, or set LABKIT_AMQP1_URL")
+        raise BrokerUnavailable("the lab's RabbitMQ serves no AMQP 1.0: its plugin rabbitmq_amqp1_0 is not "
+                                "installed (it ships with RabbitMQ 3.x; see 'labkit doctor'), or the broker is "
+                                "external; set LABKIT_AMQP1_URL to an AMQP 1.0 broker")
 
     def client(self, protocol: str, **options: Any):  # type: ignore[no-untyped-def]
         """A client of ``protocol`` for this lab (not yet connected); see :func:`labkit.protocols.client`."""
@@ -140,7 +196,7 @@ class Lab:
         options.setdefault("prefix", self.prefix(protocol))
         url = self.url(protocol)
         if protocol == "mqtt" and options.pop("transport", "tcp") == "ws":
-            url = self.brokers["mqtt"].urls["mqtt_ws"]
+            url = self._with_credentials(self.brokers["mqtt"], self.brokers["mqtt"].urls["mqtt_ws"])
         return client(protocol, url, **options)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -152,7 +208,7 @@ class Lab:
                 "protocol": p,
                 "broker": b.kind if b else self.kinds[p],
                 "state": b.state.value if b else "skipped",
-                "url": self.url(p) if b and b.state is State.READY else "",
+                "url": redact_url(self.url(p)) if b and b.state is State.READY else "",
                 "version": getattr(b, "version", None) or "",
                 "start_s": getattr(b, "start_s", None),
                 "pid": getattr(b, "pid", None),
@@ -174,7 +230,10 @@ class Lab:
             log.warning("skipping %s: %s", protocol, reason)
             return None
         opts = dict(self._options.get(protocol, {}))
-        return BrokerProcess(kind, host=self.host, start_timeout=self.start_timeout, **opts)
+        if kind == "rabbitmq":  # the lab's node also speaks AMQP 1.0 when its plugin is installed (docs/amqp1.md)
+            opts["extra"] = {"amqp1": True, **(opts.get("extra") or {})}
+        return BrokerProcess(kind, host=self.host, start_timeout=self.start_timeout, allow_remote=self.allow_remote,
+                             credentials=self.credentials, **opts)
 
     def start(self) -> Lab:
         """Start every broker concurrently and wait until all are ready (or raise, leaving nothing running)."""
@@ -193,8 +252,12 @@ class Lab:
             raise
         return self
 
-    def restart(self, protocol: str) -> dict[str, str]:
+    def restart(self, protocol: str, how: str = "sigterm", down_s: float = 0.0) -> dict[str, str]:
         """Restart the broker of ``protocol`` on the same port(s); return the lab's URLs (unchanged).
+
+        ``how``: ``"sigterm"`` (a clean shutdown) or ``"sigkill"`` (a crash of
+        the broker's whole process group); ``down_s``: seconds it stays down
+        (see :meth:`labkit.brokers.process.BrokerProcess.restart`).
 
         Blocks until the broker is ready again (RabbitMQ: a stop and a start,
         about 5-8 s here; the Python brokers: under a second).  Clients lose
@@ -210,7 +273,7 @@ class Lab:
         if isinstance(broker, ExternalBroker):
             raise BrokerError(f"the {protocol} broker is external ({self.url(protocol)}); labkit restarts only "
                               "the brokers it started: restart that one where it runs")
-        broker.restart()
+        broker.restart(how=how, down_s=down_s)
         return self.urls
 
     def close(self) -> None:
@@ -237,5 +300,5 @@ class Lab:
         await asyncio.to_thread(self.close)
 
     def __repr__(self) -> str:
-        return f"<Lab {', '.join(self.protocols)}: {self.urls}>"
+        return f"<Lab {', '.join(self.protocols)}: { {k: redact_url(v) for k, v in self.urls.items()} }>"
 

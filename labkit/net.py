@@ -13,7 +13,7 @@ import time
 
 from .errors import ConfigError, LabkitTimeout, PortInUse
 
-__all__ = ["LOOPBACK", "is_loopback", "check_host", "free_port", "check_port_free", "wait_tcp"]
+__all__ = ["LOOPBACK", "is_loopback", "check_host", "connect_host", "free_port", "check_port_free", "wait_tcp"]
 
 #: The lab's default bind and connect address (not "localhost", which may resolve to ::1).
 LOOPBACK = "127.0.0.1"
@@ -29,21 +29,39 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_host(host: str, allow_remote: bool = False) -> str:
-    """Return ``host`` if the lab may bind to it, else raise :class:`ConfigError`."""
+def check_host(host: str, allow_remote: bool = False, credentials: object | None = None) -> str:
+    """Return ``host`` if the lab may bind to it, else raise :class:`ConfigError`.
+
+    Loopback is always allowed.  Any other address (``0.0.0.0`` included)
+    needs both ``allow_remote=True`` and ``credentials`` (a
+    :class:`labkit.Credentials`), which every broker then enforces.
+    """
     if not isinstance(host, str) or not host:
         raise ConfigError(f"host={host!r} must be an address such as '127.0.0.1'")
     if is_loopback(host):
         return host
     if not allow_remote:
         raise ConfigError(
-            f"host={host!r} is not a loopback address; the lab binds to 127.0.0.1 only. "
-            "Binding elsewhere needs allow_remote=True and credentials"
+            f"host={host!r} is not a loopback address; the lab binds to 127.0.0.1 unless asked: pass "
+            "allow_remote=True and credentials=labkit.Credentials(username, password)"
         )
-    raise ConfigError(
-        f"host={host!r}: binding beyond loopback needs broker credentials, which this version cannot set yet; "
-        "share a broker with a class through LABKIT_*_URL instead"
-    )
+    if credentials is None:
+        raise ConfigError(
+            f"host={host!r} would expose the brokers beyond this machine without a password; pass "
+            "credentials=labkit.Credentials(username, password) (see docs/security.md)"
+        )
+    return host
+
+
+def connect_host(host: str) -> str:
+    """The address a client on this machine uses for a listener bound to ``host``.
+
+    127.0.0.1 for loopback and for the wildcard addresses (``0.0.0.0``,
+    ``::``), which accept loopback connections too; ``host`` itself otherwise.
+    """
+    if not host or host in ("0.0.0.0", "::", "[::]") or is_loopback(host):
+        return LOOPBACK
+    return host
 
 
 def free_port(host: str = LOOPBACK) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import ConfigError
 from .experiment.result import Result, diff
 
 __all__ = ["REPORT_METRICS", "FLOW_METRICS", "summary_table", "flow_table", "markdown_table", "write_report"]
@@ -95,14 +96,23 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def write_report(result: Result, folder: str | Path, name: str = "comparison",
                  reference: Result | None = None) -> list[Path]:
-    """Write ``name``.csv.gz (the Result), summary.md, summary.csv and the charts into ``folder``."""
-    from .viz import latency_ecdf, percentile_bars, save_figure
+    """Write ``name``.csv.gz (the Result), summary.md, summary.csv and the charts into ``folder``.
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [result.save(out / f"{name}.csv.gz")]
+    ``name`` must be a plain file name (no ``/``, ``\\``, leading ``.``, NUL or
+    absolute path): nothing is written outside ``folder`` (ConfigError otherwise).
+    """
+    from .viz import latency_ecdf, percentile_bars, save_figure
+    from .viz.chartdata import safe_stem
+    from .viz.exporting import export_folder, target_in
+
+    stem = safe_stem(name, folder)
+    if stem != name:
+        raise ConfigError(f"name={name!r} must be a plain file name of letters, digits, '.', '_' or '-', "
+                          f"e.g. name={stem!r}")
+    out = export_folder(folder)
+    written = [result.save(target_in(out, f"{name}.csv.gz"))]
     table = summary_table(result)
-    table.to_csv(out / "summary.csv", index=False)
+    table.to_csv(target_in(out, "summary.csv"), index=False)
     written.append(out / "summary.csv")
     s = result.summary
     behind = s[s["behind"].astype(bool)] if "behind" in s else s.iloc[0:0]
@@ -124,9 +134,9 @@ def write_report(result: Result, folder: str | Path, name: str = "comparison",
     if reference is not None:
         report = diff(reference, result)
         lines += ["## Against the reference run", "", markdown_table(report.table.round(3)), ""]
-        report.table.to_csv(out / "diff_vs_reference.csv", index=False)
+        report.table.to_csv(target_in(out, "diff_vs_reference.csv"), index=False)
         written.append(out / "diff_vs_reference.csv")
-    (out / "summary.md").write_text("\n".join(lines))
+    target_in(out, "summary.md").write_text("\n".join(lines))
     written.append(out / "summary.md")
     for chart, draw in (("latency_ecdf", latency_ecdf), ("percentiles", percentile_bars)):
         written += save_figure(draw(result), out, chart, formats=("png", "svg"), close=True)

@@ -178,3 +178,51 @@ def test_the_package_lists_every_lazy_name_and_keeps_export_a_function():
     assert set(labkit.viz.__all__) == set(labkit.viz._LAZY)
     assert callable(labkit.viz.export) and labkit.viz.export is export
     assert all(getattr(labkit.viz, name) is not None for name in labkit.viz.__all__)
+
+
+# ------------------------------------------------------------------------------- nothing leaves the folder
+
+@pytest.mark.parametrize("bad", ["../escape", "/tmp/abs", "sub/name", "nul\x00byte", ".hidden"])
+def test_write_report_refuses_names_that_could_leave_the_folder(tmp_path, bad):
+    from labkit.report import write_report
+
+    folder = tmp_path / "report"
+    with pytest.raises(ConfigError, match="name=.*plain file name"):
+        write_report(two_protocols(), folder, name=bad)
+    assert names(tmp_path) == []
+
+
+def test_write_report_keeps_a_plain_name_inside_its_folder(tmp_path):
+    from labkit.report import write_report
+
+    written = write_report(two_protocols(), tmp_path / "report", name="run-1")
+    assert all(p.resolve().parent == (tmp_path / "report").resolve() for p in written)
+    assert "run-1.csv.gz" in names(tmp_path / "report") and names(tmp_path) == ["report"]
+
+
+def test_nul_bytes_in_folders_and_names_are_config_errors(tmp_path):
+    from labkit.report import write_report
+
+    ax = percentile_bars(two_protocols())
+    with pytest.raises(ConfigError, match="folder=.*NUL byte"):
+        export(ax, "x", str(tmp_path / "a\x00b"))
+    with pytest.raises(ConfigError, match="name=.*plain file name"):
+        export(ax, "x\x00y", tmp_path)
+    with pytest.raises(ConfigError, match="folder=.*NUL byte"):
+        write_report(two_protocols(), str(tmp_path / "a\x00b"))
+    assert names(tmp_path) == []
+
+
+def test_a_link_planted_in_the_folder_cannot_redirect_an_export(tmp_path):
+    outside = tmp_path / "outside.csv"
+    outside.write_text("keep me")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "chart.csv").symlink_to(outside)
+    (folder / "chart.png").symlink_to(tmp_path / "outside.png")
+    with pytest.raises(ConfigError, match="would leave the folder"):
+        export(percentile_bars(two_protocols()), "chart", folder, formats="png")
+    (folder / "chart.png").unlink()
+    with pytest.raises(ConfigError, match="would leave the folder"):
+        export(percentile_bars(two_protocols()), "chart", folder, formats="png")
+    assert outside.read_text() == "keep me" and not (tmp_path / "outside.png").exists()

@@ -8,6 +8,11 @@ a daemon would escape supervision) and proves readiness with a real MQTT
 CONNECT/CONNACK on each listener.  ``options.extra`` adds or overrides
 configuration lines (``{"max_queued_messages": 0}``).
 
+With credentials (see :mod:`labkit.security`) both listeners bind
+``options.host`` instead, anonymous clients are refused (``allow_anonymous
+false``) and a ``password_file`` made by ``mosquitto_passwd -b`` holds the one
+user; CONNECT without them gets CONNACK 5 (not authorised).
+
 :func:`probe_mqtt` lives here because both MQTT brokers use it and this module
 imports nothing heavy.
 """
@@ -29,14 +34,15 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from ..errors import BrokerStartError, BrokerUnavailable, LabkitTimeout, PortInUse, ProtocolError
-from ..net import LOOPBACK, check_host, check_port_free, free_port
+from ..net import LOOPBACK, check_host, check_port_free, connect_host, free_port, is_loopback
+from ..security import Credentials, credentials_from_extra, without_secrets
 from ..wire import mqtt as wire
 from . import native
 from .base import ServedBroker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MosquittoBroker", "probe_mqtt", "find_mosquitto", "install_hint"]
+__all__ = ["MosquittoBroker", "probe_mqtt", "find_mosquitto", "find_mosquitto_passwd", "install_hint"]
 
 #: Longest mosquitto may take to answer (s); it usually needs ~10 ms.
 START_TIMEOUT_S = 10.0
@@ -44,8 +50,11 @@ _SEARCH = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sb
 
 
 # ------------------------------------------------------------------ readiness probe
-async def _probe_once(host: str, port: int, path: str | None, timeout: float) -> None:
-    hello = wire.Connect(f"labkit-probe-{uuid.uuid4().hex[:8]}", keepalive_s=0).encode()
+async def _probe_once(host: str, port: int, path: str | None, timeout: float,
+                      credentials: Credentials | None = None) -> None:
+    user, password = (credentials.username, credentials.password.encode()) if credentials else (None, None)
+    hello = wire.Connect(f"labkit-probe-{uuid.uuid4().hex[:8]}", keepalive_s=0, username=user,
+                         password=password).encode()
     decoder = wire.Decoder()
     packets: list[wire.Packet] = []
     if path is None:
@@ -74,10 +83,11 @@ async def _probe_once(host: str, port: int, path: str | None, timeout: float) ->
 
 
 async def probe_mqtt(host: str, port: int, timeout: float, path: str | None = None,
-                     process: asyncio.subprocess.Process | None = None) -> float:
+                     process: asyncio.subprocess.Process | None = None,
+                     credentials: Credentials | None = None) -> float:
     """Repeat an MQTT CONNECT/CONNACK exchange until one succeeds; return the wait in ms.
 
-    ``path`` probes MQTT over WebSockets instead of TCP.  If ``process``
+    ``path`` probes MQTT over WebSockets instead of TCP; ``credentials`` log in.  If ``process``
     exits meanwhile, raise :class:`BrokerStartError` at once; after
     ``timeout`` seconds raise :class:`LabkitTimeout`.
     """
@@ -89,7 +99,7 @@ async def probe_mqtt(host: str, port: int, timeout: float, path: str | None = No
         if left <= 0:
             break
         try:
-            await asyncio.wait_for(_probe_once(host, port, path, left), left)
+            await asyncio.wait_for(_probe_once(host, port, path, left, credentials), left)
             return (time.monotonic() - started) * 1000.0
         except (OSError, TimeoutError, ProtocolError, websockets.WebSocketException) as exc:
             last = exc
@@ -116,6 +126,19 @@ def find_mosquitto() -> str | None:
     return next((path for path in _SEARCH if os.access(path, os.X_OK)), None)
 
 
+def find_mosquitto_passwd() -> str | None:
+    """Path of ``mosquitto_passwd`` (PATH, then beside the broker binary), or None."""
+    found = shutil.which("mosquitto_passwd")
+    if found:
+        return found
+    binary = find_mosquitto()
+    for folder in ([os.path.dirname(binary)] if binary else []) + ["/usr/bin", "/usr/local/bin", "/opt/homebrew/bin"]:
+        candidate = os.path.join(folder, "mosquitto_passwd")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def install_hint() -> str:
     """The command that installs Mosquitto here."""
     if os.environ.get("CONDA_PREFIX"):
@@ -138,6 +161,9 @@ class MosquittoBroker(ServedBroker):
         self._dir: str | None = None
         self._version: str | None = None
         self.log_path: str | None = None
+        self.credentials = credentials_from_extra(self.options.extra)
+        self._bind = LOOPBACK
+        self._password_file: str | None = None
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -165,13 +191,18 @@ class MosquittoBroker(ServedBroker):
         lines = [
             "# written by labkit; removed when the broker stops",
             "per_listener_settings false",
-            f"listener {port} {LOOPBACK}",
+            f"listener {port} {self._bind}",
             "protocol mqtt",
-            f"listener {ws_port} {LOOPBACK}",
+            f"listener {ws_port} {self._bind}",
             "protocol websockets",
             # Without this, mosquitto 2.0's WebSocket listener ignores the address and binds every interface.
             "socket_domain ipv4",
-            "allow_anonymous true",
+        ]
+        if self._password_file is None:
+            lines.append("allow_anonymous true")
+        else:  # per_listener_settings false: these hold for both listeners
+            lines += ["allow_anonymous false", f"password_file {self._password_file}"]
+        lines += [
             "persistence false",
             f"log_dest file {self.log_path}",
             "log_type error",
@@ -185,7 +216,7 @@ class MosquittoBroker(ServedBroker):
             lines.append("user root")
         # Mosquitto 2.0.11 acknowledges, then drops, the QoS 2 messages a client has in flight beyond this
         # limit (20 by default): no limit keeps QoS 2 exactly-once (docs/mqtt-conformance.md, deviation M1).
-        settings: dict[str, Any] = {"max_inflight_messages": 0, **self.options.extra}
+        settings: dict[str, Any] = {"max_inflight_messages": 0, **without_secrets(self.options.extra)}
         lines += [f"{key} {value}" for key, value in settings.items()]
         path = os.path.join(self._dir, "mosquitto.conf")
         with open(path, "w", encoding="utf-8") as handle:
@@ -204,13 +235,16 @@ class MosquittoBroker(ServedBroker):
         binary = find_mosquitto()
         if binary is None:
             raise BrokerUnavailable(f"Mosquitto is not installed; install it with `{install_hint()}`")
-        check_host(self.options.host)
+        host = check_host(self.options.host, self.credentials is not None, self.credentials)
+        self._bind = LOOPBACK if is_loopback(host) else host
         for port in (self.options.port, self.options.ws_port):
-            check_port_free(LOOPBACK, port)
+            check_port_free(self._bind, port)
         parent = self.options.log_dir or None
         if parent:
             os.makedirs(parent, exist_ok=True)
         self._dir = tempfile.mkdtemp(prefix="labkit-mosquitto-", dir=parent)
+        if self.credentials is not None:
+            self._password_file = await self._make_password_file(self.credentials)
         chosen = not (self.options.port and self.options.ws_port)
         # A free port we chose can be taken before mosquitto binds it: then retry once on new ones.
         urls = await self._launch(binary, parent, retry=chosen)
@@ -218,6 +252,30 @@ class MosquittoBroker(ServedBroker):
             urls = await self._launch(binary, parent, retry=False)
         assert urls is not None
         return urls
+
+    async def _make_password_file(self, creds: Credentials) -> str:
+        """``mosquitto_passwd -c -b`` into the broker's private folder (mode 0600); return the file's path."""
+        assert self._dir is not None
+        tool = find_mosquitto_passwd()
+        if tool is None:
+            raise BrokerUnavailable("mosquitto_passwd is not installed, so Mosquitto cannot enforce credentials; "
+                                    f"install it with `{install_hint()}` or use mqtt='amqtt'")
+        path = os.path.join(self._dir, "passwd")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        proc = await asyncio.create_subprocess_exec(
+            tool, "-b", path, creds.username, creds.password,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), START_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise BrokerStartError(f"mosquitto_passwd did not finish within {START_TIMEOUT_S} s") from None
+        if proc.returncode != 0:
+            raise BrokerStartError(f"mosquitto_passwd failed with code {proc.returncode}: "
+                                   f"{out.decode(errors='replace').strip()[:200]}")
+        os.chmod(path, 0o600)
+        return path
 
     async def _launch(self, binary: str, parent: str | None, retry: bool) -> dict[str, str] | None:
         """Spawn and probe once; None if a port was taken and ``retry`` allows another try."""
@@ -228,8 +286,10 @@ class MosquittoBroker(ServedBroker):
         config = self._write_config(port, ws_port)
         self._proc = await native.spawn([binary, "-c", config], log_path=self.log_path, cwd=self._dir)
         try:
-            await probe_mqtt(LOOPBACK, port, START_TIMEOUT_S, process=self._proc)
-            await probe_mqtt(LOOPBACK, ws_port, START_TIMEOUT_S, path="/mqtt", process=self._proc)
+            where = connect_host(self._bind)
+            await probe_mqtt(where, port, START_TIMEOUT_S, process=self._proc, credentials=self.credentials)
+            await probe_mqtt(where, ws_port, START_TIMEOUT_S, path="/mqtt", process=self._proc,
+                             credentials=self.credentials)
         except (BrokerStartError, LabkitTimeout) as exc:
             tail = self._log_tail()
             await native.terminate(self._proc)
@@ -239,10 +299,14 @@ class MosquittoBroker(ServedBroker):
             if retry:
                 log.warning("mosquitto could not bind %d/%d; retrying on other ports", port, ws_port)
                 return None
-            raise PortInUse(f"mosquitto could not bind 127.0.0.1:{port} or :{ws_port} ({tail}); "
+            raise PortInUse(f"mosquitto could not bind {self._bind}:{port} or :{ws_port} ({tail}); "
                             "pass port=0 and ws_port=0 to choose free ports") from exc
         log.info("mosquitto (pid %d) ready on %d (tcp) and %d (websockets)", self._proc.pid, port, ws_port)
-        return {"mqtt": f"mqtt://{LOOPBACK}:{port}", "mqtt_ws": f"ws://{LOOPBACK}:{ws_port}/mqtt"}
+        if not is_loopback(self._bind):
+            log.warning("mosquitto exposed beyond this machine on %s (ports %d, %d); clients need user %r and its "
+                        "password", self._bind, port, ws_port, self.credentials.username if self.credentials else "")
+        where = connect_host(self._bind)
+        return {"mqtt": f"mqtt://{where}:{port}", "mqtt_ws": f"ws://{where}:{ws_port}/mqtt"}
 
     async def stop(self) -> None:
         """Terminate mosquitto and remove its temporary folder; idempotent."""

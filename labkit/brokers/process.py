@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 
 from .. import errors
 from ..errors import BrokerError, BrokerStartError, LabkitTimeout
-from ..net import check_host, check_port_free
+from ..net import check_host, check_port_free, is_loopback
+from ..security import CREDENTIALS_FILE_KEY, Credentials
 from .base import BrokerOptions, Lifecycle, State
 from .registry import KIND_PROTOCOL, check_kind
 
@@ -59,7 +60,10 @@ class BrokerProcess:
 
     ``kind`` is one of ``amqtt``, ``mosquitto``, ``rabbitmq``, ``ws``, ``sse``.
     ``port`` 0 picks a free port.  ``log_dir`` holds ``KIND.log`` and the
-    broker's own logs (a temporary folder by default).
+    broker's own logs (a temporary folder by default).  A ``host`` other than
+    loopback needs ``allow_remote=True`` and ``credentials`` (a
+    :class:`labkit.Credentials`), which the broker then enforces; they reach
+    its process in a file only its owner can read (never on the command line).
     """
 
     def __init__(
@@ -73,10 +77,17 @@ class BrokerProcess:
         extra: dict[str, Any] | None = None,
         start_timeout: float = START_TIMEOUT_S,
         allow_remote: bool = False,
+        credentials: Credentials | None = None,
     ) -> None:
         self.kind = check_kind(kind)
         self.protocol = KIND_PROTOCOL[kind]
-        check_host(host, allow_remote)
+        if credentials is not None and not isinstance(credentials, Credentials):
+            raise errors.ConfigError(f"credentials={type(credentials).__name__} must be "
+                                     "labkit.Credentials(username, password)")
+        check_host(host, allow_remote, credentials)
+        if kind == "tcp" and not is_loopback(host):
+            raise errors.ConfigError(f"host={host!r}: the raw TCP relay has no authentication, so it binds loopback "
+                                     "only; use host='127.0.0.1'")
         check_port_free(host, port)
         if ws_port:
             check_port_free(host, ws_port)
@@ -87,6 +98,16 @@ class BrokerProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.options = BrokerOptions(host=host, port=port, ws_port=ws_port, log_dir=str(self.log_dir),
                                      extra=dict(extra or {}))
+        #: The credentials the broker enforces (None: anonymous, loopback only).
+        self.credentials = credentials
+        if credentials is not None:  # a private file outside log_dir, so restart() finds it again
+            secret_dir = tempfile.mkdtemp(prefix=f"labkit-{kind}-secret-")
+            weakref.finalize(self, shutil.rmtree, secret_dir, True)
+            self.options.extra[CREDENTIALS_FILE_KEY] = credentials.write(os.path.join(secret_dir, "credentials.json"))
+            if not is_loopback(host):
+                need = "the token" if kind in ("ws", "sse") else f"user {credentials.username!r} and its password"
+                log.warning("%s broker will listen on %s, reachable beyond this machine; clients need %s",
+                            kind, host, need)
         self.start_timeout = float(start_timeout)
         #: A folder of broker data that must survive restart() (RabbitMQ's node folder), else None.
         self.state_dir: Path | None = None
@@ -258,16 +279,26 @@ class BrokerProcess:
             elif port and key == "mqtt_ws":
                 self.options.ws_port = port
 
-    def restart(self) -> BrokerProcess:
+    def restart(self, how: str = "sigterm", down_s: float = 0.0) -> BrokerProcess:
         """Stop the broker and start it again on the same port(s) with the same options; return once ready.
 
-        The URLs do not change, but every client loses its connection and must
-        connect again.  RabbitMQ keeps its node folder across the restart, so
-        durable queues and persistent messages are still there; the Python
-        brokers and Mosquitto start empty.  Bounded by the stop deadline
-        (``STOP_TIMEOUT_S``) plus ``start_timeout``; a failed start raises and
-        leaves nothing running, like :meth:`start`.
+        ``how`` is how it stops: ``"sigterm"`` asks it to shut down (a broker
+        saves what it saves at shutdown: Mosquitto writes its persistence
+        file), ``"sigkill"`` kills its whole process group at once, the
+        native broker included (a power cut: only what is already on disk
+        survives).  ``down_s`` (s, at most 300) keeps it down that long before
+        the new start.  The URLs do not change, but every client loses its
+        connection and must connect again.  RabbitMQ keeps its node folder
+        across the restart, so durable queues and persistent messages are
+        still there; the Python brokers start empty, Mosquitto too unless
+        started with persistence options.  Bounded by the stop deadline
+        (``STOP_TIMEOUT_S``), ``down_s`` and ``start_timeout``; a failed start
+        raises and leaves nothing running, like :meth:`start`.
         """
+        if how not in ("sigterm", "sigkill"):
+            raise errors.ConfigError(f"how={how!r} must be 'sigterm' (a clean shutdown) or 'sigkill' (a crash)")
+        if isinstance(down_s, bool) or not isinstance(down_s, (int, float)) or not 0.0 <= down_s <= 300.0:
+            raise errors.ConfigError(f"down_s={down_s!r} must be a number of seconds from 0 to 300")
         if self.state is not State.READY:
             raise BrokerError(f"{self.kind}: restart() needs a running broker, but it is {self.state.value}; "
                               "call start() first")
@@ -277,14 +308,36 @@ class BrokerProcess:
 
             keep_for_restart(str(self.state_dir))
         self.lifecycle.to(State.STOPPING)
+        if how == "sigkill":
+            self._kill_group()
         self._terminate()
         self.lifecycle.to(State.STOPPED)
         # A broker process removes its own temporary log folder on a clean stop: the next one needs it back.
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.lifecycle = Lifecycle(self.kind)
         self.restarts += 1
-        log.info("restarting %s on %s", self.kind, self.urls)
+        if down_s:
+            time.sleep(down_s)
+        log.info("restarting %s on %s (after %s, %g s down)", self.kind, self.urls, how, down_s)
         return self.launch().wait_ready()
+
+    def _kill_group(self) -> None:
+        """SIGKILL the child and everything in its process group (the native broker, epmd), then reap it."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("%s broker (pid %d) survived SIGKILL for %g s", self.kind, proc.pid, STOP_TIMEOUT_S)
+        if self.native_pid is not None:  # a native broker is in the group; wait until it is really gone
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while time.monotonic() < deadline and _alive(self.native_pid):
+                time.sleep(0.01)
 
     # --- context managers ----------------------------------------------------
     def __enter__(self) -> BrokerProcess:
@@ -302,3 +355,17 @@ class BrokerProcess:
     def __repr__(self) -> str:
         return f"<BrokerProcess {self.kind} {self.state.value} {self.urls or ''}>"
 
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (Linux: reads /proc; elsewhere: signal 0)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True

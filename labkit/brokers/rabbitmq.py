@@ -35,7 +35,8 @@ from collections import deque
 from typing import Any
 
 from ..errors import BrokerStartError, BrokerUnavailable, ConfigError
-from ..net import LOOPBACK, check_host, check_port_free, free_port
+from ..net import LOOPBACK, check_host, check_port_free, free_port, is_loopback
+from ..security import credentials_from_extra
 from ..wire.amqp import PROTOCOL_HEADER, AmqpWireError, ConnectionStart, parse_connection_start
 from . import native
 from .epmd import find_epmd, start_epmd
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "RabbitMQBroker",
     "find_server_script",
+    "find_amqp1_plugin",
+    "AMQP1_PLUGIN",
     "install_hint",
     "keep_for_restart",
     "log_excerpt",
@@ -64,6 +67,7 @@ FOLDER_PREFIX = "labkit-rabbitmq-node-"
 STALE_AFTER_S = 60.0  # an ownerless node folder older than this is swept (s)
 KEEP_MARKER = "labkit-keep"  # in a node folder: the next stop keeps the folder (a restart follows)
 NODE_NAME_FILE = "labkit-node-name"  # in a node folder: the node's name, reused by the next start on it
+AMQP1_PLUGIN = "rabbitmq_amqp1_0"  # the AMQP 1.0 plugin, enabled when the install ships it (see docs/amqp1.md)
 
 
 def restartable_extra(owner_pid: int) -> dict[str, Any]:
@@ -112,6 +116,19 @@ def find_server_script(override: str | None = None) -> str:
                 return beside
         return found
     raise BrokerUnavailable(f"RabbitMQ is not installed (no rabbitmq-server found); install it with: {install_hint()}")
+
+
+def find_amqp1_plugin(script: str | None = None) -> str | None:
+    """Path of the ``rabbitmq_amqp1_0`` plugin shipped with the RabbitMQ of ``script`` (folder or .ez), or None."""
+    try:
+        script = script or find_server_script()
+    except BrokerUnavailable:
+        return None
+    home = os.path.dirname(os.path.dirname(os.path.realpath(script)))  # /usr/lib/rabbitmq on Debian
+    patterns = [os.path.join(home, "lib", "rabbitmq_server-*", "plugins", f"{AMQP1_PLUGIN}-*"),
+                os.path.join(home, "plugins", f"{AMQP1_PLUGIN}-*")]  # generic-unix and conda layouts
+    found = sorted(path for pattern in patterns for path in glob.glob(pattern))
+    return found[-1] if found else None
 
 
 def node_user() -> str | None:
@@ -196,7 +213,10 @@ class RabbitMQBroker(ServedBroker):
     ``node_dir`` (an absolute folder path for the node's data instead of a new
     temporary folder: a node started again on it finds its durable queues and
     persistent messages; see :func:`restartable_extra`) and ``owner_pid``
-    (the process that owns ``node_dir``, written to its ``labkit-owner``).
+    (the process that owns ``node_dir``, written to its ``labkit-owner``),
+    ``amqp1`` (True: enable the AMQP 1.0 plugin when it is installed, as
+    :class:`~labkit.lab.Lab` does; the URLs then gain ``amqp1``,
+    ``amqp1://guest:guest@127.0.0.1:PORT``; default False).
     """
 
     kind = "rabbitmq"
@@ -229,7 +249,14 @@ class RabbitMQBroker(ServedBroker):
         self._own_log = False  # the log is ours to delete after a clean stop
         self._version = "RabbitMQ"
         self._bind_host = LOOPBACK
+        self._listen_host = LOOPBACK
         self._config_text()  # a bad extra['config'] fails here, not after launch
+        amqp1 = extra.get("amqp1", False)
+        if not isinstance(amqp1, bool):
+            raise ConfigError(f"extra['amqp1']={amqp1!r} must be True (enable AMQP 1.0 when the plugin is there) "
+                              "or False (the default)")
+        #: True when the node serves AMQP 1.0 too (plugin rabbitmq_amqp1_0, same port).
+        self._amqp1 = amqp1 and find_amqp1_plugin(extra.get("server_script")) is not None
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -258,6 +285,9 @@ class RabbitMQBroker(ServedBroker):
             "# written by labkit for one private node",
             "loopback_users.guest = true",
         ]
+        creds = credentials_from_extra(self.options.extra)
+        if creds is not None:  # the node's first boot creates this user instead of guest (docs/security.md)
+            lines += [f"default_user = {creds.username}", f"default_pass = {creds.password}"]
         extra = self.options.extra.get("config") or []
         if isinstance(extra, dict):
             lines += [f"{key} = {str(value).lower() if isinstance(value, bool) else value}"
@@ -289,11 +319,12 @@ class RabbitMQBroker(ServedBroker):
         files = {
             NODE_NAME_FILE: self.node_name,
             "rabbitmq.conf": self._config_text(),
-            "enabled_plugins": "[].\n",
+            "enabled_plugins": f"[{AMQP1_PLUGIN}].\n" if self._amqp1 else "[].\n",
             "rabbitmq-env.conf": "",  # read instead of /etc/rabbitmq/rabbitmq-env.conf
         }
         for name, text in files.items():
             self._write(base, name, text)
+        os.chmod(os.path.join(base, "rabbitmq.conf"), 0o600)  # it may hold default_pass
         cookie = os.path.join(base, ".erlang.cookie")
         if not os.path.isfile(cookie):
             self._write(base, ".erlang.cookie", secrets.token_hex(16).upper())
@@ -327,7 +358,7 @@ class RabbitMQBroker(ServedBroker):
             RABBITMQ_ADVANCED_CONFIG_FILE=os.path.join(base, "advanced.config"),
             RABBITMQ_CONF_ENV_FILE=os.path.join(base, "rabbitmq-env.conf"),
             RABBITMQ_PID_FILE=os.path.join(base, "rabbitmq.pid"),
-            RABBITMQ_NODE_IP_ADDRESS=self._bind_host,
+            RABBITMQ_NODE_IP_ADDRESS=self._listen_host,
             RABBITMQ_NODE_PORT=str(self.port),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
@@ -352,8 +383,10 @@ class RabbitMQBroker(ServedBroker):
         """Launch the node and wait until it answers AMQP; raise BrokerStartError otherwise."""
         self.lifecycle.to(State.STARTING)
         try:
-            host = check_host(self.options.host)
+            creds = credentials_from_extra(self.options.extra)
+            host = check_host(self.options.host, creds is not None, creds)
             self._bind_host = host if host.startswith("127.") else LOOPBACK
+            self._listen_host = self._bind_host if is_loopback(host) else host  # beyond loopback: with credentials
             script = find_server_script(self.options.extra.get("server_script"))
             epmd = find_epmd(script, reinstall=install_hint())
             check_port_free(self._bind_host, self.options.port)
@@ -386,7 +419,11 @@ class RabbitMQBroker(ServedBroker):
         log.info("%s node %s ready on %s:%d in %.1f s (log %s)", self._version, self.node_name,
                  self._bind_host, self.port, time.monotonic() - started, self.log_path)
         self.lifecycle.to(State.READY)
-        return {"amqp": f"amqp://guest:guest@{self._bind_host}:{self.port}/"}
+        login = "" if credentials_from_extra(self.options.extra) else "guest:guest@"  # else Lab.urls adds the user
+        urls = {"amqp": f"amqp://{login}{self._bind_host}:{self.port}/"}
+        if self._amqp1:  # the plugin listens on the 0-9-1 port (readiness stays proved over 0-9-1)
+            urls["amqp1"] = f"amqp1://{login}{self._bind_host}:{self.port}"
+        return urls
 
     async def _wait_ready(self, started: float) -> ConnectionStart:
         assert self._proc is not None and self._epmd is not None

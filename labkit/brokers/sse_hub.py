@@ -35,7 +35,13 @@ delay told to clients, 1000), ``max_event_bytes`` (1 MiB), ``subscriber_queue``
 
 Every answer carries ``Access-Control-Allow-Origin: *`` (and ``OPTIONS``
 answers CORS preflights), so JavaScript on another origin, such as a notebook
-page, can use ``EventSource`` on the hub.  The hub binds loopback only.
+page, can use ``EventSource`` on the hub.  The hub binds loopback only,
+unless given credentials (see :mod:`labkit.security`): then every request
+but a CORS preflight must present the token, as ``Authorization: Bearer
+TOKEN`` or ``?token=TOKEN`` (``EventSource`` cannot set headers; the
+``/dashboard`` page passes its own ``?token=`` on), else ``401``.
+Topics are checked by :func:`labkit.wire.topics.hub_topic_problem` (``400``);
+a body over ``max_event_bytes`` gets ``413``.
 """
 
 from __future__ import annotations
@@ -45,7 +51,6 @@ import errno
 import logging
 import secrets
 import socket
-from collections import deque
 from typing import Any, ClassVar
 
 import aiohttp
@@ -53,24 +58,23 @@ from aiohttp import web
 
 from ..dashboard.page import add_routes as add_dashboard_routes
 from ..errors import BrokerStartError, ConfigError, PortInUse
-from ..net import LOOPBACK, check_host
+from ..net import check_host, connect_host, is_loopback
+from ..security import bearer_token, credentials_from_extra, token_matches, without_secrets
 from ..wire.topics import hub_topic_problem
-from ..wire.sse import Event, EventLog, InvalidUtf8, SseParser, encode_comment, encode_retry
+from ..wire.sse import Event, InvalidUtf8, SseParser, encode_comment, encode_retry
 from .base import BrokerOptions, ServedBroker
+from .sse_parts import (OneLineBadRequests, Subscriber, Topic, allow_any_origin, bad_request, check_topic,
+                        hub_options, peer_of, query_number, select_events, too_large)
 
 __all__ = ["SseHub"]
 
 log = logging.getLogger(__name__)
 
 
-_DEFAULTS: dict[str, Any] = {
-    "buffer": 1000,  # events per topic
-    "heartbeat_s": 15.0,  # s
-    "retry_ms": 1000,  # ms
-    "max_event_bytes": 1 << 20,  # bytes
-    "subscriber_queue": 100_000,  # events
-    "access_log": False,
-}
+#: The logger of the hub's HTTP server (malformed requests on one line).
+_http_log = logging.getLogger(__name__ + ".http")
+_http_log.addFilter(OneLineBadRequests())
+
 _SHUTDOWN_TIMEOUT_S = 0.5
 _PROBE_TIMEOUT_S = 5.0
 _PROBE_TOPIC = "labkit.probe"
@@ -81,133 +85,6 @@ DEFAULT_POLL_WAIT_S = 20.0
 MAX_POLL_LIMIT = 10_000
 
 
-class _Subscriber:
-    """One open ``GET`` stream: chunks waiting to be written, and a wake-up event."""
-
-    __slots__ = ("topic", "peer", "pending", "wake", "closed", "transport", "limit")
-
-    def __init__(self, topic: str, peer: str, backlog: list[bytes], transport: Any, limit: int) -> None:
-        self.topic = topic
-        self.peer = peer
-        self.pending: deque[bytes] = deque(backlog)
-        self.wake = asyncio.Event()
-        self.closed = False
-        self.transport = transport
-        self.limit = limit
-
-    def push(self, chunk: bytes) -> bool:
-        """Queue ``chunk``; False when the subscriber is already ``limit`` events behind."""
-        if len(self.pending) >= self.limit:
-            return False
-        self.pending.append(chunk)
-        if not self.wake.is_set():
-            self.wake.set()
-        return True
-
-    def close(self, abort: bool = False) -> None:
-        self.closed = True
-        self.wake.set()
-        if abort and self.transport is not None:
-            self.transport.abort()
-
-
-class _Topic:
-    __slots__ = ("name", "log", "subscribers", "waiters")
-
-    def __init__(self, name: str, size: int) -> None:
-        self.name = name
-        self.log = EventLog(size)
-        self.subscribers: set[_Subscriber] = set()
-        #: Long-polls waiting for the next event (each completed by the next publish).
-        self.waiters: set[asyncio.Future[None]] = set()
-
-    def idle(self) -> bool:
-        return not self.subscribers and not self.log and not self.waiters
-
-    def wake_waiters(self) -> None:
-        for waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self.waiters.clear()
-
-
-def _options(extra: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(extra) - set(_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"unknown SSE hub option(s) {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
-    opts = {**_DEFAULTS, **extra}
-    for name in ("buffer", "max_event_bytes", "subscriber_queue"):
-        value = opts[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"SSE hub option {name}={value!r} must be a whole number >= 1")
-    retry = opts["retry_ms"]
-    if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
-        raise ConfigError(f"SSE hub option retry_ms={retry!r} must be a whole number of ms >= 0")
-    beat = opts["heartbeat_s"]
-    if isinstance(beat, bool) or not isinstance(beat, (int, float)) or beat <= 0:
-        raise ConfigError(f"SSE hub option heartbeat_s={beat!r} must be a positive number of seconds")
-    return opts
-
-
-def _bad_request(reason: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=reason + "\n")
-
-
-def _too_large(limit: int, size: int, detail: str = "") -> web.HTTPRequestEntityTooLarge:
-    return web.HTTPRequestEntityTooLarge(
-        max_size=limit,
-        actual_size=size,
-        text=f"event of {size} bytes exceeds max_event_bytes={limit}; split it or raise the hub option{detail}\n",
-    )
-
-
-async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
-    """Let a page from another origin (a notebook's JavaScript) read streams, answers and ETags."""
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = "ETag"
-
-
-def _query_number(request: web.Request, name: str, default: float | None, high: float, whole: bool) -> float | None:
-    """Query parameter ``name`` as a number in [0, high] (``default`` when absent); 400 naming it otherwise."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    kind = "a whole number" if whole else "a number"
-    try:
-        value = int(raw) if whole else float(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= high:
-        span = f"from 0 to {high:g}" if high < 1e9 else ">= 0"
-        raise _bad_request(f"{name}={raw[:40]!r} must be {kind} {span} (e.g. ?{name}=5)")
-    return value
-
-
-def _select(events: EventLog, since: int | None, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
-    """(events after ``since`` as ``{"id", "data"}``, oldest first, at most ``limit``; how many are
-    no longer buffered; whether more remain).  ``since=None``: the latest ``limit`` events."""
-    last = events.last_id
-    start = max(0, last - limit) if since is None else since
-    if start >= last:
-        return [], 0, False
-    parsed = SseParser().feed(b"".join(events.replay(str(start))))
-    found = [{"id": int(e.id), "data": e.data} for e in parsed if isinstance(e, Event) and e.id]
-    missed = (last - start) - len(found) if since is not None else 0
-    return found[:limit], missed, len(found) > limit
-
-
-def _peer(request: web.Request) -> str:
-    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
-    return f"{peer[0]}:{peer[1]}" if peer else "?"
-
-
-def _check_topic(request: web.Request) -> str:
-    topic = request.match_info["topic"]
-    problem = hub_topic_problem(topic)
-    if problem:
-        raise _bad_request(f"{problem} (e.g. /sse/fleet/1/telemetry)")
-    return topic
-
 
 class SseHub(ServedBroker):
     """An in-memory SSE publish/subscribe hub on :mod:`aiohttp.web`; see the module doc."""
@@ -217,8 +94,9 @@ class SseHub(ServedBroker):
 
     def __init__(self, options: BrokerOptions | None = None) -> None:
         super().__init__(options)
-        self._opts = _options(dict(self.options.extra))
-        self._topics: dict[str, _Topic] = {}
+        self._opts = hub_options(without_secrets(dict(self.options.extra)))
+        self.credentials = credentials_from_extra(self.options.extra)
+        self._topics: dict[str, Topic] = {}
         self._ingests: set[asyncio.BaseTransport] = set()
         self._runner: web.AppRunner | None = None
         self._stopping = False
@@ -234,9 +112,10 @@ class SseHub(ServedBroker):
 
     async def start(self) -> dict[str, str]:
         """Bind ``options.host:options.port`` (0: a free port), probe, return ``{"sse": url}``."""
-        host = check_host(self.options.host)
+        host = check_host(self.options.host, self.credentials is not None, self.credentials)
         sock = self._bind(host, self.options.port)
-        app = web.Application(client_max_size=self._opts["max_event_bytes"] + 1)
+        guard = [self._require_token] if self.credentials is not None else []
+        app = web.Application(client_max_size=self._opts["max_event_bytes"] + 1, middlewares=guard)
         app.router.add_get(r"/sse/{topic:[\s\S]*}", self._handle_get, allow_head=False)
         app.router.add_post(r"/sse/{topic:[\s\S]*}", self._handle_post)
         app.router.add_get(r"/state/{topic:[\s\S]*}", self._handle_state, allow_head=False)
@@ -244,26 +123,40 @@ class SseHub(ServedBroker):
         for prefix in ("sse", "state", "poll"):
             app.router.add_route("OPTIONS", rf"/{prefix}/{{topic:[\s\S]*}}", self._handle_options)
         add_dashboard_routes(app)  # GET /dashboard: the live page of a running scenario (labkit.dashboard)
-        app.on_response_prepare.append(_allow_any_origin)
+        app.on_response_prepare.append(allow_any_origin)
         self._runner = web.AppRunner(
             app,
             handle_signals=False,
             access_log=logging.getLogger("aiohttp.access") if self._opts["access_log"] else None,
             shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
             handler_cancellation=True,
+            logger=_http_log,
         )
         try:
             await self._runner.setup()
             await web.SockSite(self._runner, sock).start()
             self.port = int(sock.getsockname()[1])
-            await self._probe(host, self.port)
+            await self._probe(connect_host(host), self.port)
         except BaseException:
             await self.stop()
             sock.close()
             raise
-        url = f"http://{LOOPBACK if host in ('localhost', LOOPBACK) else host}:{self.port}"
+        url = f"http://{connect_host(host)}:{self.port}"
         log.info("SSE hub ready on %s", url)
+        if not is_loopback(host):
+            log.warning("SSE hub exposed beyond this machine on %s:%d; every request needs the token", host, self.port)
         return {"sse": url}
+
+    @web.middleware
+    async def _require_token(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """401 unless the request presents the hub's token (CORS preflights pass: browsers send none)."""
+        assert self.credentials is not None
+        presented = bearer_token(request.headers.get("Authorization"), request.query.get("token"))
+        if request.method != "OPTIONS" and not token_matches(str(self.credentials.token), presented):
+            raise web.HTTPUnauthorized(
+                headers={"WWW-Authenticate": "Bearer"},
+                text="this hub needs its token: add ?token=TOKEN to the URL or send Authorization: Bearer TOKEN\n")
+        return await handler(request)
 
     @staticmethod
     def _bind(host: str, port: int) -> socket.socket:
@@ -287,7 +180,8 @@ class SseHub(ServedBroker):
             async with asyncio.timeout(_PROBE_TIMEOUT_S):
                 reader, writer = await asyncio.open_connection(host, port)
                 try:
-                    writer.write(f"GET /sse/{_PROBE_TOPIC} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+                    auth = f"Authorization: Bearer {self.credentials.token}\r\n" if self.credentials else ""
+                    writer.write(f"GET /sse/{_PROBE_TOPIC} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode())
                     head = await reader.readuntil(b"retry:")
                 finally:
                     writer.close()
@@ -318,10 +212,10 @@ class SseHub(ServedBroker):
 
     # ---- publishing ----------------------------------------------------------------
 
-    def _topic(self, name: str) -> _Topic:
+    def _topic(self, name: str) -> Topic:
         topic = self._topics.get(name)
         if topic is None:
-            topic = self._topics[name] = _Topic(name, self._opts["buffer"])
+            topic = self._topics[name] = Topic(name, self._opts["buffer"])
         return topic
 
     def publish(self, topic: str, data: str) -> int:
@@ -383,26 +277,26 @@ class SseHub(ServedBroker):
         return count
 
     async def _handle_post(self, request: web.Request) -> web.StreamResponse:
-        topic = _check_topic(request)
+        topic = check_topic(request)
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="SSE hub is stopping\n")
         if request.content_type == "text/event-stream":
             return await self._ingest(request, topic)
         limit = self._opts["max_event_bytes"]
         if request.content_length is not None and request.content_length > limit:
-            raise _too_large(limit, request.content_length)
+            raise too_large(limit, request.content_length)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise _too_large(limit, limit + 1) from None  # chunked body without a length
+            raise too_large(limit, limit + 1) from None  # chunked body without a length
         try:
             data = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _bad_request(
+            raise bad_request(
                 f"body is not UTF-8 (byte {exc.start}); SSE carries text, encode binary as base64"
             ) from None
         if "\r" in data:
-            raise _bad_request("body contains a carriage return (\\r); SSE lines cannot carry one, use \\n")
+            raise bad_request("body contains a carriage return (\\r); SSE lines cannot carry one, use \\n")
         return web.json_response({"id": self._publish(topic, data)})
 
     async def _ingest(self, request: web.Request, topic: str) -> web.StreamResponse:
@@ -430,15 +324,15 @@ class SseHub(ServedBroker):
                     if not isinstance(event, Event):
                         continue
                     if len(event.data) * 4 > limit and len(event.data.encode("utf-8")) > limit:
-                        raise _too_large(limit, len(event.data.encode("utf-8")), f"; {done_so_far()}")
+                        raise too_large(limit, len(event.data.encode("utf-8")), f"; {done_so_far()}")
                     last_id = self._publish(topic, event.data)
                     if first_id is None:
                         first_id = last_id
                     count += 1
                 if bad is not None:
-                    raise _bad_request(f"{bad}; SSE carries text, encode binary as base64; {done_so_far()}")
+                    raise bad_request(f"{bad}; SSE carries text, encode binary as base64; {done_so_far()}")
                 if parser.buffered_bytes > limit + 64:  # the slack covers an unfinished "data: " prefix
-                    raise _too_large(limit, parser.buffered_bytes, f"; {done_so_far()}")
+                    raise too_large(limit, parser.buffered_bytes, f"; {done_so_far()}")
         finally:
             self._ingests.discard(transport)
         if parser.buffered_bytes:
@@ -449,26 +343,30 @@ class SseHub(ServedBroker):
         """CORS preflight: a browser asks before a POST of text/event-stream or a Last-Event-ID."""
         return web.Response(status=204, headers={
             "Access-Control-Allow-Methods": "GET, POST",
-            "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID, Cache-Control, If-None-Match",
+            "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID, Cache-Control, If-None-Match, Authorization",
             "Access-Control-Max-Age": "600",
         })
 
     # ---- subscribing -------------------------------------------------------------------
 
     async def _handle_get(self, request: web.Request) -> web.StreamResponse:
-        topic = _check_topic(request)
+        topic = check_topic(request)
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="SSE hub is stopping\n")
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
-        await response.prepare(request)
-        peer = _peer(request)
+        peer = peer_of(request)
+        try:
+            await response.prepare(request)
+        except ConnectionError as exc:  # the subscriber left before its stream began
+            log.debug("SSE subscriber %s on %r went away before the stream began: %r", peer, topic, exc)
+            return response
         state = self._topic(topic)
         # Backlog and registration happen together, with no await between them, so an
         # event published meanwhile is either in the backlog or queued live, never both.
         backlog = state.log.replay(request.headers.get("Last-Event-ID"))
-        sub = _Subscriber(topic, peer, backlog, request.transport, self._opts["subscriber_queue"])
+        sub = Subscriber(topic, peer, backlog, request.transport, self._opts["subscriber_queue"])
         state.subscribers.add(sub)
         log.debug("SSE subscriber %s on %r (Last-Event-ID %s)", peer, topic, request.headers.get("Last-Event-ID"))
         try:
@@ -483,19 +381,19 @@ class SseHub(ServedBroker):
             self._forget_if_idle(state)
         return response
 
-    def _forget_if_idle(self, state: _Topic) -> None:
+    def _forget_if_idle(self, state: Topic) -> None:
         if state.idle() and self._topics.get(state.name) is state:
             del self._topics[state.name]
 
     # ---- polling ---------------------------------------------------------------------
 
-    def _answer(self, request: web.Request, state: _Topic, since: int | None, limit: int) -> web.Response:
+    def _answer(self, request: web.Request, state: Topic, since: int | None, limit: int) -> web.Response:
         """The JSON answer of /state and /poll, or 304 when the client's ETag is still the topic's."""
         last = state.log.last_id
         headers = {"ETag": f'"{self._epoch}-{last}"', "Cache-Control": "no-cache"}
         if headers["ETag"] in request.headers.get("If-None-Match", ""):
             return web.Response(status=304, headers=headers)
-        events, missed, more = _select(state.log, since, limit)
+        events, missed, more = select_events(state.log, since, limit)
         body: dict[str, Any] = {"topic": state.name, "last_id": last, "events": events, "more": more,
                                 "missed": missed}
         if since is not None and since > last:
@@ -503,9 +401,9 @@ class SseHub(ServedBroker):
         return web.json_response(body, headers=headers)
 
     def _poll_query(self, request: web.Request) -> tuple[str, int | None, int]:
-        topic = _check_topic(request)
-        since = _query_number(request, "since", None, 2**63 - 1, whole=True)
-        limit = _query_number(request, "limit", self._opts["buffer"], MAX_POLL_LIMIT, whole=True)
+        topic = check_topic(request)
+        since = query_number(request, "since", None, 2**63 - 1, whole=True)
+        limit = query_number(request, "limit", self._opts["buffer"], MAX_POLL_LIMIT, whole=True)
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="SSE hub is stopping\n")
         return topic, None if since is None else int(since), int(limit or 0)
@@ -513,13 +411,13 @@ class SseHub(ServedBroker):
     async def _handle_state(self, request: web.Request) -> web.Response:
         """Short-poll: what the topic holds now (see the module doc)."""
         topic, since, limit = self._poll_query(request)
-        state = self._topics.get(topic) or _Topic(topic, 1)
+        state = self._topics.get(topic) or Topic(topic, 1)
         return self._answer(request, state, since, limit)
 
     async def _handle_poll(self, request: web.Request) -> web.Response:
         """Long-poll: answer as soon as an event after ``since`` exists, or after ``wait`` seconds."""
         topic, since, limit = self._poll_query(request)
-        wait = float(_query_number(request, "wait", DEFAULT_POLL_WAIT_S, MAX_POLL_WAIT_S, whole=False) or 0.0)
+        wait = float(query_number(request, "wait", DEFAULT_POLL_WAIT_S, MAX_POLL_WAIT_S, whole=False) or 0.0)
         state = self._topic(topic)
         since = state.log.last_id if since is None else since
         try:
@@ -537,7 +435,7 @@ class SseHub(ServedBroker):
         finally:
             self._forget_if_idle(state)
 
-    async def _pump(self, sub: _Subscriber, response: web.StreamResponse) -> None:
+    async def _pump(self, sub: Subscriber, response: web.StreamResponse) -> None:
         """Write what the subscriber has pending, in batches; a comment when idle for ``heartbeat_s``."""
         beat = float(self._opts["heartbeat_s"])
         pending = sub.pending

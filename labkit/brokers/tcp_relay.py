@@ -26,7 +26,8 @@ import platform
 import socket
 from typing import Any
 
-from ..errors import ConnectError, LabkitTimeout, ProtocolError
+from ..errors import ConfigError, ConnectError, LabkitTimeout, ProtocolError
+from ..net import is_loopback
 from ..wire import frames
 from .base import ServedBroker
 
@@ -157,6 +158,9 @@ class TcpRelay(ServedBroker):
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> dict[str, str]:
         """Bind (port 0 = a free one), prove a SUB/SUBACK round trip, return ``{"tcp": "tcp://HOST:PORT"}``."""
+        if not is_loopback(self.options.host):
+            raise ConfigError(f"host={self.options.host!r}: the raw TCP relay has no authentication, so it binds "
+                              "loopback only; use host='127.0.0.1'")
         self._server = await asyncio.start_server(self._serve, self.options.host, self.options.port)
         port = self._server.sockets[0].getsockname()[1]
         await self._probe(self.options.host, port)

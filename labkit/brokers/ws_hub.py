@@ -11,12 +11,20 @@ once a client's handshake is complete it receives every frame sent after.
 Fan-out uses :func:`websockets.broadcast`, which never waits for a slow
 client: a client that cannot keep up has its frames buffered by the hub
 (and is dropped by the ping timeout if it stops reading altogether).
+
+Limits: a topic is checked by :func:`labkit.wire.topics.hub_topic_problem`
+(a bad one gets ``400``); a frame over ``max_frame_bytes`` closes the
+connection with code ``1009`` (message too big).  With credentials (see
+:mod:`labkit.security`) every handshake must present the token, as
+``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (browsers' ``WebSocket``
+cannot set headers); anything else gets ``401``.
 """
 
 from __future__ import annotations
 
 import http
 import logging
+from urllib.parse import parse_qs, urlsplit
 from importlib.metadata import version as _dist_version
 from typing import Any
 
@@ -25,6 +33,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from ..errors import ConfigError
+from ..net import check_host, connect_host, is_loopback
+from ..security import bearer_token, credentials_from_extra, token_matches
 from ..wire.topics import hub_topic_problem
 from .base import ServedBroker
 
@@ -34,6 +45,31 @@ __all__ = ["WsHub", "WS_PATH"]
 
 #: URL path prefix of the hub's topics.
 WS_PATH = "/ws/"
+#: Largest frame a client may send by default (bytes): 1 MiB.
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+
+
+class _OneLineHandshakeFailures(logging.Filter):
+    """websockets logs a client's broken handshake (garbage, a request cut short) at ERROR with a traceback,
+    as if the hub had failed: make it one INFO line naming the cause instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == "opening handshake failed" and record.exc_info:
+            error = record.exc_info[1]
+            causes = []
+            while error is not None and len(causes) < 4:
+                causes.append(f"{type(error).__name__}: {error}")
+                error = error.__cause__ or error.__context__
+            record.msg, record.args = "opening handshake failed (a client's doing, not the hub's): %s", (
+                " <- ".join(causes),)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+#: The logger handed to websockets' server (its records, with handshake failures on one line).
+_ws_log = logging.getLogger(__name__ + ".websockets")
+_ws_log.addFilter(_OneLineHandshakeFailures())
 
 
 def _plain(status: http.HTTPStatus, text: str) -> Response:
@@ -51,7 +87,12 @@ class WsHub(ServedBroker):
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
         extra = self.options.extra
-        self.max_frame_bytes = int(extra.get("max_frame_bytes", 1 << 20))
+        size = extra.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"WebSocket hub option max_frame_bytes={size!r} must be a whole number of bytes >= 1 "
+                              f"(default {DEFAULT_MAX_FRAME_BYTES})")
+        self.max_frame_bytes = size
+        self.credentials = credentials_from_extra(extra)
         self.rooms: dict[str, set[ServerConnection]] = {}
         self._server: Server | None = None
 
@@ -63,7 +104,19 @@ class WsHub(ServedBroker):
         path = request.path.split("?", 1)[0]
         return path[len(WS_PATH):] if path.startswith(WS_PATH) else None
 
+    def _authorized(self, request: Request) -> bool:
+        if self.credentials is None:
+            return True
+        query = parse_qs(urlsplit(request.path).query).get("token", [None])
+        presented = bearer_token(request.headers.get("Authorization"), query[-1])
+        return token_matches(str(self.credentials.token), presented)
+
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if not self._authorized(request):
+            response = _plain(http.HTTPStatus.UNAUTHORIZED, "this hub needs its token: add ?token=TOKEN to the "
+                                                            "URL or send Authorization: Bearer TOKEN")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         topic = self._topic_of(request)
         if topic is None:
             return _plain(http.HTTPStatus.NOT_FOUND, f"no such path {request.path!r}; connect to /ws/{{topic}}")
@@ -96,9 +149,11 @@ class WsHub(ServedBroker):
                 del self.rooms[topic]
 
     async def start(self) -> dict[str, str]:
+        """Bind (port 0: a free one), return ``{"ws": "ws://127.0.0.1:PORT"}`` (the token is not in it)."""
+        host = check_host(self.options.host, self.credentials is not None, self.credentials)
         self._server = await serve(
             self._serve,
-            self.options.host,
+            host,
             self.options.port,
             compression=None,
             process_request=self._check_request,
@@ -106,10 +161,14 @@ class WsHub(ServedBroker):
             max_size=self.max_frame_bytes,
             server_header=None,
             close_timeout=1.0,
+            logger=_ws_log,
         )
         port = self._server.sockets[0].getsockname()[1]
-        log.info("WebSocket hub listening on %s:%d", self.options.host, port)
-        return {"ws": f"ws://{self.options.host}:{port}"}
+        log.info("WebSocket hub listening on %s:%d", host, port)
+        if not is_loopback(host):
+            log.warning("WebSocket hub exposed beyond this machine on %s:%d; every handshake needs the token",
+                        host, port)
+        return {"ws": f"ws://{connect_host(host)}:{port}"}
 
     async def stop(self) -> None:
         if self._server is None:

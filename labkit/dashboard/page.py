@@ -17,6 +17,7 @@ from importlib import resources
 from aiohttp import web
 
 from ..errors import ConfigError
+from ..security import split_token
 from ..wire.topics import hub_topic_problem
 
 __all__ = ["DEFAULT_TOPIC", "PAGE_FILE", "CONTENT_SECURITY_POLICY", "page_html", "dashboard_topic", "page_url",
@@ -50,8 +51,14 @@ def dashboard_topic(topic: str | None) -> str:
 
 
 def page_url(sse_url: str, topic: str = DEFAULT_TOPIC) -> str:
-    """The page's address on the hub at ``sse_url`` (``http://127.0.0.1:PORT``) for ``topic``."""
-    return f"{sse_url.rstrip('/')}/dashboard?topic={dashboard_topic(topic)}"
+    """The page's address on the hub at ``sse_url`` (``http://127.0.0.1:PORT``) for ``topic``.
+
+    A hub URL carrying ``?token=`` (a lab with credentials) gives the page the
+    token too; the page passes it on to its stream and its ``/state`` request.
+    """
+    base, token = split_token(sse_url)
+    url = f"{base.rstrip('/')}/dashboard?topic={dashboard_topic(topic)}"
+    return f"{url}&token={token}" if token else url
 
 
 async def _handle_dashboard(request: web.Request) -> web.Response:

@@ -38,7 +38,7 @@ import aiormq.exceptions as amqp_errors
 from aiormq import TransportFactory, spec  # TransportFactory: aiormq 7.2.4 (aio-pika 10.2) has it
 from aiormq.abc import DeliveredMessage
 
-from ..errors import ConfigError, ConnectError, LabkitError, LabkitTimeout, ProtocolError
+from ..errors import AuthError, ConfigError, ConnectError, LabkitError, LabkitTimeout, ProtocolError
 from ..wire.amqp import routing_key_problem
 from .base import Ack, Client, Message, Subscription
 from .sockstats import WireMeter
@@ -237,8 +237,9 @@ class AmqpClient(Client):
         except TimeoutError:
             raise LabkitTimeout(f"no AMQP handshake with {where} within {self.timeout} s; is the broker up?") from None
         except (amqp_errors.ProbableAuthenticationError, amqp_errors.AuthenticationError) as exc:
-            raise ConnectError(f"{where} refused the login ({exc}); check user:password in the URL "
-                               "(guest may log in from 127.0.0.1 only)") from None
+            raise AuthError(f"{where} refused the login ({exc}); check user:password in the URL: a lab started "
+                            "with credentials wants its own (lab.urls), and guest may log in from 127.0.0.1 "
+                            "only") from None
         except amqp_errors.ConnectionNotAllowed as exc:
             raise ConnectError(f"{where}: the user may not open this virtual host ({exc}); "
                                "check the path of the URL (/ is written %2F)") from None

@@ -18,13 +18,13 @@ from collections import deque
 from dataclasses import dataclass
 from importlib.metadata import version as _dist_version
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from ..errors import ConfigError, ConnectError, LabkitError, LabkitTimeout, ProtocolError
+from ..errors import AuthError, ConfigError, ConnectError, LabkitError, LabkitTimeout, ProtocolError
 from ..wire import mqtt as wire
 from .base import Ack, Client, Message, Subscription
 
@@ -145,6 +145,10 @@ class MqttClient(Client):
             raise ConfigError(f"url={url!r}: expected mqtt://127.0.0.1:PORT or ws://127.0.0.1:PORT/PATH")
         self._ws = parts.scheme == "ws"
         self._host, self._port = parts.hostname, parts.port or (80 if self._ws else 1883)
+        if parts.username is not None or parts.password is not None:  # mqtt://user:password@host:port
+            username = unquote(parts.username or "") if username is None else username
+            password = unquote(parts.password) if password is None and parts.password is not None else password
+            self.url = url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, ""))
         if not isinstance(keepalive_s, int) or not 0 <= keepalive_s <= 0xFFFF:
             raise ConfigError(f"keepalive_s={keepalive_s!r} must be 0..65535 seconds (0 turns keep-alive off)")
         self.client_id = client_id if client_id is not None else f"labkit-{uuid.uuid4().hex[:16]}"
@@ -209,6 +213,10 @@ class MqttClient(Client):
         if connack.return_code:
             await self.close(graceful=False)
             reason = wire.CONNACK_CODES.get(connack.return_code, "unknown reason")
+            if connack.return_code in (4, 5):  # bad user name or password / not authorised
+                who = f"user {self.username!r}" if self.username else "a client without a user name"
+                raise AuthError(f"{self.url} refused {who}: {reason} (CONNACK code {connack.return_code}); "
+                                "pass the lab's URL with user:password (lab.urls) or username= and password=")
             raise ConnectError(f"{self.url} refused the connection: {reason} (CONNACK code {connack.return_code})")
         if self.keepalive_s:
             self._tasks.append(asyncio.create_task(self._keepalive(), name=f"mqtt-ping-{self.client_id}"))

@@ -13,7 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import ConnectError, ProtocolError
+from ..errors import AuthError, ConnectError, ProtocolError
+from ..security import split_token
 from .sockstats import WireMeter
 
 __all__ = ["PollClient"]
@@ -27,11 +28,13 @@ class PollClient:
     """
 
     def __init__(self, base: str, timeout_s: float) -> None:
+        base, token = split_token(base)  # a hub with a token: sent as Authorization: Bearer, not in each path
         self.base = base.rstrip("/")
         self.meter = WireMeter()
         self.timeout_s = timeout_s
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1, socket_factory=self.meter.socket_factory), trust_env=False)
+            connector=aiohttp.TCPConnector(limit=1, socket_factory=self.meter.socket_factory), trust_env=False,
+            headers={"Authorization": f"Bearer {token}"} if token else None)
         #: (start_ns, end_ns, status, events) per request answered.
         self.requests: list[tuple[int, int, int, int]] = []
         #: When the request in progress started (ns), or None.
@@ -46,6 +49,9 @@ class PollClient:
         try:
             async with self.session.get(self.base + path, headers=headers, timeout=timeout) as resp:
                 body = await resp.json() if resp.status == 200 else None
+                if resp.status == 401:
+                    raise AuthError(f"GET {path}: the SSE hub wants its token (HTTP 401); poll the lab's URL with "
+                                    "?token=... (lab.urls['sse'])")
                 if resp.status not in (200, 304):
                     raise ProtocolError(f"GET {path}: the SSE hub answered {resp.status}; "
                                         "is it a labkit hub with /state and /poll?")

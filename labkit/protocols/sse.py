@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 import aiohttp
 from yarl import URL
 
-from ..errors import ConfigError, ConnectError, LabkitError, LabkitTimeout, ProtocolError
+from ..errors import AuthError, ConfigError, ConnectError, LabkitError, LabkitTimeout, ProtocolError
+from ..security import redact_url
 from ..wire.topics import hub_topic_problem
 from ..wire.sse import Event, SseParser, encode_event
 from .base import DEFAULT_TIMEOUT_S, Ack, Client, Message, Subscription
@@ -169,6 +170,10 @@ class SseClient(Client):
                 f"url={url!r} must be the hub's bare http://127.0.0.1:PORT; the client adds /sse/{{topic}}"
             )
         self._base = str(parsed.with_path("")).rstrip("/")
+        #: The hub's token (``?token=`` of the URL), sent as ``Authorization: Bearer`` on every request.
+        self._token = parsed.query.get("token") or None
+        if self._token is not None:
+            self.url = redact_url(url)  # repr and error messages never show the token
         self.implementation = ingest  # type: ignore[misc]  # per instance: "post" or "stream"
         self.reconnect_timeout = float(reconnect_timeout)
         #: How many times subscriptions reconnected after a dropped stream.
@@ -221,12 +226,14 @@ class SseClient(Client):
         # Tells publish() when a POST's body is on the socket (its trace context carries an Event).
         written = aiohttp.TraceConfig()
         written.on_request_chunk_sent.append(_body_written)
+        auth = {"Authorization": f"Bearer {self._token}"} if self._token else None
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=POST_CONNECTIONS, socket_factory=factory), trust_env=False,
-            timeout=timeout, trace_configs=[written],
+            timeout=timeout, trace_configs=[written], headers=auth,
         )
         self._sub_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, socket_factory=factory), trust_env=False, timeout=timeout
+            connector=aiohttp.TCPConnector(limit=0, socket_factory=factory), trust_env=False, timeout=timeout,
+            headers=auth,
         )
         try:
             # Any HTTP answer proves the hub is there (an empty topic gets its 400) and warms the pool.
@@ -237,6 +244,11 @@ class SseClient(Client):
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self.close()
             raise _map_error(exc, f"SSE hub {self._base}") from None
+        if resp.status == 401:
+            await self.close()
+            given = "a wrong token" if self._token else "no token"
+            raise AuthError(f"SSE hub {self._base} refused {given} (HTTP 401); use the lab's URL with ?token=... "
+                            "(lab.urls['sse'])")
         self.connect_ms = (time.perf_counter() - started) * 1000.0
         log.debug("connected to SSE hub %s in %.2f ms", self._base, self.connect_ms)
 

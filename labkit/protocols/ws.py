@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from ..errors import ConfigError, ConnectError, LabkitTimeout, ProtocolError
+from ..errors import AuthError, ConfigError, ConnectError, LabkitTimeout, ProtocolError
+from ..security import redact_url, split_token
 from ..wire.topics import hub_topic_problem
 from .base import Ack, Client, Message, Subscription
 
@@ -38,7 +39,8 @@ class WsClient(Client):
 
     ``compression`` is off by default (``"deflate"`` turns on per-message
     compression, which the run's metadata then records).  ``text=True`` on
-    ``publish`` sends a text frame (the payload must be UTF-8).
+    ``publish`` sends a text frame (the payload must be UTF-8).  A hub that
+    wants a token gets the URL's ``?token=`` as ``Authorization: Bearer``.
     """
 
     protocol = "ws"
@@ -51,6 +53,9 @@ class WsClient(Client):
         if compression not in (None, "deflate"):
             raise ConfigError(f"compression={compression!r} must be None or 'deflate'")
         self.compression = compression
+        self._base, self._token = split_token(url)
+        if self._token is not None:
+            self.url = redact_url(url)  # repr and error messages never show the token
         self._pub: dict[str, ClientConnection] = {}
         self._subs: dict[Subscription, tuple[ClientConnection, asyncio.Task[None]]] = {}
         self._opening: dict[str, asyncio.Future[ClientConnection]] = {}
@@ -61,7 +66,7 @@ class WsClient(Client):
         problem = hub_topic_problem(wire)
         if problem:
             raise ConfigError(problem)
-        return f"{self.url.rstrip('/')}/ws/{wire}"
+        return f"{self._base.rstrip('/')}/ws/{wire}"
 
     async def _open(self, topic: str) -> ClientConnection:
         url = self._topic_url(topic)
@@ -72,6 +77,10 @@ class WsClient(Client):
             raise LabkitTimeout(f"WebSocket hub at {url} did not complete the handshake within {self.timeout} s") from None
         except websockets.InvalidStatus as exc:
             body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+            if exc.response.status_code == 401:
+                given = "a wrong token" if self._token else "no token"
+                raise AuthError(f"{url}: the hub refused {given} (HTTP 401); use the lab's URL with ?token=... "
+                                "(lab.urls['ws'])") from None
             raise ConnectError(f"{url}: the hub refused with HTTP {exc.response.status_code}: {body}") from None
         except OSError as exc:
             raise ConnectError(f"cannot reach the WebSocket hub at {url} ({exc.strerror or exc}); is the lab up?") from None
@@ -86,8 +95,9 @@ class WsClient(Client):
         secure = parts.scheme == "wss"
         sock = await self._meter.open_socket(parts.hostname or "", parts.port or (443 if secure else 80))
         try:
+            auth = {"Authorization": f"Bearer {self._token}"} if self._token else None
             return await connect(url, sock=sock, compression=self.compression, open_timeout=self.timeout,
-                                 max_size=None, close_timeout=1.0)
+                                 max_size=None, close_timeout=1.0, additional_headers=auth)
         except BaseException:
             sock.close()  # counted (see wire_bytes()) and released even if the handshake failed
             raise

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export", "CHARTS", "DEFAULT_CHARTS", "check_formats", "check_charts"]
+__all__ = ["export", "CHARTS", "DEFAULT_CHARTS", "check_formats", "check_charts", "export_folder", "target_in"]
 
 #: Charts a Result can be exported as, by short name (``labkit export --charts ...``).
 CHARTS: dict[str, Callable[..., Axes]] = {
@@ -72,7 +72,23 @@ def check_charts(charts: Sequence[str] | str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def export_folder(folder: str | Path) -> Path:
+    """``folder`` created if needed; ConfigError naming ``folder=`` when it cannot be one (a file, a NUL byte)."""
+    return _folder(folder)
+
+
+def target_in(base: Path, filename: str) -> Path:
+    """``base/filename``, refused (ConfigError) if it would land outside ``base`` (a symlink planted there)."""
+    target = base / filename
+    if target.resolve().parent != base.resolve():
+        raise ConfigError(f"{target} would leave the folder {base} (a link to elsewhere?); remove it or choose "
+                          "another name")
+    return target
+
+
 def _folder(folder: str | Path) -> Path:
+    if "\x00" in str(folder):
+        raise ConfigError(f"folder={str(folder)!r} contains a NUL byte; give a plain folder path such as 'exports'")
     base = Path(folder)
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -88,7 +104,7 @@ def _write_figure(fig: Figure, base: Path, stem: str, formats: list[str], source
     except ConfigError:
         log.warning("export %s: the figure holds no labkit chart data; wrote the images without a CSV", stem)
         return paths
-    target = base / f"{stem}.csv"
+    target = target_in(base, f"{stem}.csv")
     data.to_csv(target, index=False)
     return [*paths, target]
 
@@ -99,7 +115,7 @@ def _export_result(result: Result, base: Path, stem: str, formats: list[str],
     names = check_charts(charts if charts is not None else DEFAULT_CHARTS)
     written: list[Path] = []
     if not result.summary.empty:
-        target = base / f"{stem}.summary.csv"
+        target = target_in(base, f"{stem}.summary.csv")
         result.summary.to_csv(target, index=False)
         written.append(target)
     for chart in names:
@@ -140,6 +156,8 @@ def export(obj: Figure | Axes | Result, name: str, folder: str | Path = "exports
     from ..experiment.result import Result
 
     base_name = str(folder)
+    if "\x00" in base_name:
+        raise ConfigError(f"folder={base_name!r} contains a NUL byte; give a plain folder path such as 'exports'")
     stem = safe_stem(name, base_name)
     fmts = check_formats(formats)
     if isinstance(obj, Result):
