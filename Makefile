@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.labkit-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lab bench brokers doctor clean help
+.PHONY: demo test lab bench soak brokers node-tools doctor clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make test    - run every test, notebooks included"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - run the benchmarks, append to benchmarks/RESULTS.md"
+	@echo "make soak    - 10-minute soak of all four protocols at once (takes ~11 minutes; not in test or bench)"
 	@echo "make doctor  - say which brokers can run here"
 
 $(BIN)/python:
@@ -32,10 +33,24 @@ $(STAMP): pyproject.toml | $(BIN)/python
 brokers:
 	@sh .ci/install-brokers
 
+# The AsyncAPI project's own parser, which checks every exported document (labkit/asyncapi/validate.py).
+# Installed into .node/ (gitignored). Without npm this prints the command and carries on; the AsyncAPI
+# tests then fail saying what is missing.
+NODE_DIR := .node
+$(NODE_DIR)/node_modules/@asyncapi/parser/package.json:
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --prefix $(NODE_DIR) --no-audit --no-fund @asyncapi/parser@3 \
+			|| echo "npm install failed: run it again by hand: npm install --prefix $(NODE_DIR) @asyncapi/parser@3"; \
+	else \
+		echo "npm not found: install Node.js >= 18 with npm, then run: npm install --prefix $(NODE_DIR) @asyncapi/parser@3"; \
+	fi
+
+node-tools: $(NODE_DIR)/node_modules/@asyncapi/parser/package.json
+
 demo: $(STAMP) brokers
 	$(BIN)/labkit demo --out exports
 
-test: $(STAMP) brokers
+test: $(STAMP) brokers node-tools
 	MPLBACKEND=Agg LABKIT_QUICK=1 $(BIN)/python -m pytest --durations=15 --nbmake --nbmake-timeout=300 \
 		$(PYTEST_ARGS) tests notebooks
 
@@ -44,6 +59,9 @@ lab: $(STAMP)
 
 bench: $(STAMP) brokers
 	$(BIN)/python -m benchmarks
+
+soak: $(STAMP) brokers
+	$(BIN)/python -m benchmarks soak $(SOAK_ARGS)
 
 doctor: $(STAMP)
 	$(BIN)/labkit doctor

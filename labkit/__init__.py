@@ -10,6 +10,7 @@ from . import check
 from .brokers.base import State
 from .brokers.process import BrokerProcess
 from .errors import (
+    AuthError,
     BrokerError,
     BrokerStartError,
     BrokerUnavailable,
@@ -23,6 +24,7 @@ from .errors import (
 from .lab import URL_KEYS, Lab
 from .probe import round_trip
 from .protocols import Ack, Client, Message, Subscription, client
+from .security import Credentials
 
 __version__ = "0.1.0"
 
@@ -37,8 +39,10 @@ _LAZY = {
     "sweep": "labkit.experiment.runner",
     "find_capacity": "labkit.experiment.runner",
     "run_scenario": "labkit.scenarios.runner",
+    "from_asyncapi": "labkit.asyncapi.workload",
     "Impairment": "labkit.faults.impairment",
     "ImpairmentProxy": "labkit.faults.proxy",
+    "trace_message": "labkit.trace.message",
 }
 
 
@@ -51,6 +55,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Ack",
+    "AuthError",
+    "Credentials",
     "BrokerError",
     "BrokerProcess",
     "BrokerStartError",
@@ -76,9 +82,11 @@ __all__ = [
     "compare",
     "diff",
     "find_capacity",
+    "from_asyncapi",
     "round_trip",
     "run",
     "run_scenario",
     "sweep",
+    "trace_message",
     "__version__",
 ]

@@ -1,7 +1,7 @@
-"""The ``labkit`` command: ``up``, ``doctor``, ``demo``, ``run``, ``compare``, ``capacity``, ``scenarios``, ``export``, ``dashboard``.
+"""The ``labkit`` command: ``up``, ``doctor``, ``demo``, ``run``, ``compare``, ``capacity``, ``scenarios``, ``export``, ``asyncapi``, ``dashboard``.
 
 ``labkit up --json`` prints exactly one line to stdout, a JSON object of the
-lab's URLs (keys ``mqtt``, ``mqtt_ws``, ``amqp``, ``ws``, ``sse``; null for a
+lab's URLs (keys ``mqtt``, ``mqtt_ws``, ``amqp``, ``amqp1``, ``ws``, ``sse``; null for a
 broker that could not run here), then stays up until SIGINT or SIGTERM.
 Logs go to stderr; brokers write their own log files.
 """
@@ -54,10 +54,23 @@ def _wait_for_signal(lab: Any, stop: threading.Event) -> int:
     return 0
 
 
+def _remote_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``labkit up --host/--allow-remote/--user``: the Lab's host and credentials (password from LABKIT_PASSWORD,
+    never a flag, which other users could read in the process list; generated when unset)."""
+    from .security import Credentials
+
+    options: dict[str, Any] = {"host": args.host, "allow_remote": args.allow_remote}
+    if args.user is not None:
+        password = os.environ.get("LABKIT_PASSWORD")
+        options["credentials"] = Credentials(args.user, password) if password else Credentials.generate(args.user)
+    return options
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from .lab import URL_KEYS, Lab
 
-    lab = Lab(args.protocols, mqtt=args.mqtt_broker, missing="skip", start_timeout=args.start_timeout)
+    lab = Lab(args.protocols, mqtt=args.mqtt_broker, missing="skip", start_timeout=args.start_timeout,
+              **_remote_options(args))
     stop = _stop_on_signals()
     try:
         lab.start()
@@ -68,6 +81,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps({k: urls.get(k) for k in URL_KEYS}) + "\n")
         else:
             print(_table(lab.describe(), ["protocol", "broker", "state", "url", "version", "start_s"]))
+            if lab.credentials is not None:
+                print("\nURLs with the credentials (share them only with your class):")
+                print("\n".join(f"  {key}: {url}" for key, url in lab.urls.items()))
             print("\nPress Ctrl-C to stop.")
         sys.stdout.flush()
         code = _wait_for_signal(lab, stop)
@@ -84,8 +100,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         reason = served_class(kind).unavailable_reason()
         rows.append({"broker": kind, "protocol": KIND_PROTOCOL[kind], "can run": "no" if reason else "yes",
                      "how to fix": reason or ""})
+    rows.append(_amqp1_row())
     print(_table(rows, ["broker", "protocol", "can run", "how to fix"]))
     return 0
+
+
+def _amqp1_row() -> dict[str, str]:
+    """``labkit doctor``'s AMQP 1.0 line: RabbitMQ's plugin and the Proton library."""
+    import importlib.util
+
+    from .brokers.rabbitmq import AMQP1_PLUGIN, find_amqp1_plugin
+
+    row = {"broker": f"rabbitmq + {AMQP1_PLUGIN}", "protocol": "amqp1", "can run": "yes", "how to fix": ""}
+    fixes = []
+    plugin = find_amqp1_plugin()
+    if plugin is None:
+        fixes.append(f"RabbitMQ plugin {AMQP1_PLUGIN} not found (it ships with RabbitMQ 3.x: install "
+                     "rabbitmq-server), or set LABKIT_AMQP1_URL to another AMQP 1.0 broker")
+    if importlib.util.find_spec("proton") is None:
+        fixes.append("the Proton library is missing: pip install python-qpid-proton")
+    if fixes:
+        row.update({"can run": "no", "how to fix": "; ".join(fixes)})
+    else:
+        row["how to fix"] = f"plugin {AMQP1_PLUGIN} present ({plugin}); enabled on the lab's node"
+    return row
 
 
 def _progress(text: str, fraction: float) -> None:
@@ -184,6 +222,23 @@ def cmd_scenario_run(args: argparse.Namespace, knobs: dict[str, Any]) -> int:
     return 0
 
 
+def cmd_asyncapi_run(args: argparse.Namespace, knobs: dict[str, Any]) -> int:
+    """``labkit run --asyncapi FILE [--rate R] [--duration S] [--instances N --payload-bytes B]``."""
+    from .asyncapi.report import report
+    from .asyncapi.workload import from_asyncapi, run
+
+    if any(a == "--rate" or a.startswith("--rate=") for a in getattr(args, "argv", [])):
+        knobs["rate"] = args.rate  # msgs/s per send operation
+    workload = from_asyncapi(args.asyncapi, **knobs)
+    print(f"labkit: {workload.spec.title} ({', '.join(workload.protocols)}), {workload.warmup_s:g} s warm-up + "
+          f"{workload.duration_s:g} s measured, {workload.rate:g} msgs/s per send operation", file=sys.stderr)
+    result = asyncio.run(run(workload, mqtt=args.mqtt_broker))
+    table = report(workload, result).operations.round(3)
+    print(_table(table.to_dict("records"), list(table.columns)))
+    _save(result, args.out)
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from .scenarios.registry import catalogue, scenario_class
 
@@ -206,6 +261,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .experiment.runner import run
 
     extra = getattr(args, "extra", [])
+    if getattr(args, "asyncapi", None):
+        if args.protocol or args.scenario:
+            raise ConfigError("--asyncapi does not go with --protocol or --scenario: the document names its protocols")
+        return cmd_asyncapi_run(args, _knobs(extra, getattr(args, "argv", []), args))
     if args.scenario:
         if args.protocol:
             raise ConfigError("--protocol and --scenario do not go together: a scenario picks its own protocols")
@@ -307,6 +366,11 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the lab and keep it up until Ctrl-C")
     lab_args(up)
     up.add_argument("--json", action="store_true", help="print one JSON line of URLs and nothing else")
+    up.add_argument("--host", default="127.0.0.1", help="address the brokers listen on (default 127.0.0.1); "
+                    "another one needs --allow-remote and --user (docs/security.md)")
+    up.add_argument("--allow-remote", action="store_true", help="allow a --host beyond loopback")
+    up.add_argument("--user", default=None, help="require this user (password: $LABKIT_PASSWORD, else generated) "
+                    "and a token on the hubs; the printed URLs carry them")
     up.set_defaults(func=cmd_up)
 
     doctor = sub.add_parser("doctor", help="say which brokers can run here and how to install the rest")
@@ -332,9 +396,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     run_p = sub.add_parser("run", help="one measured run on one protocol, or a scenario (--scenario NAME --knob value)")
-    run_p.add_argument("--protocol", default=None, choices=["mqtt", "amqp", "ws", "sse", "tcp"])
+    run_p.add_argument("--protocol", default=None, choices=["mqtt", "amqp", "amqp1", "ws", "sse", "tcp"])
     run_p.add_argument("--scenario", default=None, help="a scenario name (see `labkit scenarios`); its knobs follow "
                        "as --name value")
+    run_p.add_argument("--asyncapi", default=None, metavar="FILE", help="run an AsyncAPI 3.0 document (.yaml/.json) "
+                       "as a workload; --rate is msgs/s per send operation (docs/asyncapi.md)")
     workload_args(run_p)
     run_p.set_defaults(func=cmd_run)
 
@@ -346,7 +412,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp_p.set_defaults(func=cmd_compare)
 
     cap_p = sub.add_parser("capacity", help="highest sustained rate with no loss and p99 under a bound")
-    cap_p.add_argument("--protocol", required=True, choices=["mqtt", "amqp", "ws", "sse", "tcp"])
+    cap_p.add_argument("--protocol", required=True, choices=["mqtt", "amqp", "amqp1", "ws", "sse", "tcp"])
     cap_p.add_argument("--p99-ms", type=float, default=10.0)
     cap_p.add_argument("--max-rate", type=float, default=200_000.0)
     cap_p.add_argument("--steps", type=int, default=10)
@@ -363,6 +429,13 @@ def _parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a saved Result's charts (png/svg/pdf) with their data as CSV")
     export_arguments(exp)
     exp.set_defaults(func=cmd_export)
+
+    from .asyncapi.cli import add_arguments as asyncapi_arguments
+    from .asyncapi.cli import cmd_asyncapi
+
+    aapi = sub.add_parser("asyncapi", help="print a scenario's AsyncAPI 3.0 document (--format yaml|json, knobs)")
+    asyncapi_arguments(aapi)
+    aapi.set_defaults(func=cmd_asyncapi)
 
     from .dashboard.cli import add_arguments as dashboard_arguments
     from .dashboard.cli import cmd_dashboard
@@ -387,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("run", "dashboard"):
+    if extra and args.command not in ("run", "dashboard", "asyncapi"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra, args.argv = extra, argv
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,

@@ -169,6 +169,15 @@ class Scenario:
             lines.append(f"  {name} = {value!r}{mark}")
         return "\n".join(lines)
 
+    def asyncapi(self, urls: dict[str, str] | None = None) -> dict[str, Any]:
+        """This scenario, knobs as set, as an AsyncAPI 3.0 document (a dict; see :mod:`labkit.asyncapi.export`).
+
+        ``urls`` (e.g. ``lab.urls``) makes each server's port variable default to the lab's real port.
+        """
+        from ..asyncapi.export import asyncapi
+
+        return asyncapi(self, urls)
+
     # --- the two steps a scenario implements ---------------------------------------
     async def setup(self, ctx: ScenarioContext) -> None:
         """Connect, declare flows, subscribe.  Runs before the clock starts."""
