@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .exporting import CHARTS, export
     from .load import latency_vs_load, load_panel, load_points, saturation_knee, throughput_vs_load
     from .maps import track_map
+    from .sequence import sequence_diagram
     from .style import PROTOCOL_COLORS, STYLE, protocol_color, series_styles, style_context
     from .timeline import latency_over_time
     from .wirebytes import wire_bytes
@@ -35,6 +36,7 @@ _LAZY = {
     "latency_vs_load": "load", "load_panel": "load", "load_points": "load", "saturation_knee": "load",
     "throughput_vs_load": "load",
     "track_map": "maps",
+    "sequence_diagram": "sequence",
     "PROTOCOL_COLORS": "style", "STYLE": "style", "protocol_color": "style", "series_styles": "style",
     "style_context": "style",
     "latency_over_time": "timeline",
@@ -56,6 +58,6 @@ __all__ = [  # every name of _LAZY
     "CHARTS", "PROTOCOL_COLORS", "STYLE", "chart_data", "diff_chart", "export", "flow_colors", "latency_data",
     "latency_ecdf", "latency_over_time", "latency_vs_load", "load_panel", "load_points", "metric_bars",
     "metrics_per_kind", "model_vs_measured", "percentile_bars", "polling_vs_push", "protocol_color",
-    "saturation_knee", "save_figure", "series_styles", "style_context", "throughput_vs_load", "track_map",
-    "wire_bytes",
+    "saturation_knee", "save_figure", "sequence_diagram", "series_styles", "style_context", "throughput_vs_load",
+    "track_map", "wire_bytes",
 ]
