@@ -15,7 +15,7 @@ import pytest
 
 from labkit.errors import ConfigError
 from labkit.experiment.workload import Workload
-from labkit.experiment.runner import run
+from labkit.experiment.runner import compare, run, sweep
 from labkit.faults import Impairment, ImpairmentProxy, Link, Partition, Partitions
 from labkit.faults.impairment import check_impairment
 from labkit.faults.urls import host_port, with_port
@@ -310,6 +310,22 @@ async def test_a_run_behind_the_proxy_records_the_impairment(lab):
     assert result.meta["network"]["delay_ms"] == 20
     assert result.meta["network"]["proxy"]["connections"] >= 2
     assert int(row["lost"]) == 0
+
+
+@pytest.mark.integration
+async def test_compare_and_sweep_send_every_run_through_the_impairment(lab):
+    slow = Impairment(delay_ms=15)
+    both = await compare(["ws"], Workload(rate=100, duration_s=0.5), lab=lab, repetitions=1, network=slow)
+    assert sorted(both.summary["protocol"]) == ["tcp", "ws"]  # the baseline too: the same network for all
+    swept = await sweep("rate", [50, 100], ["sse"], Workload(duration_s=0.5), lab=lab, network=slow)
+    for result in (both, swept):
+        rows = result.summary
+        assert (rows["net_delay_ms"] == 15.0).all() and (rows["p50_ms"] >= 15.0).all()
+        assert (rows["lost"] == 0).all()
+    with pytest.raises(ConfigError, match="network="):
+        await compare(["ws"], network="slow")
+    with pytest.raises(ConfigError, match="network="):
+        await sweep("rate", [50], ["ws"], network=20)
 
 
 async def test_run_refuses_a_network_that_is_not_an_impairment():

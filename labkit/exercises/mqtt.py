@@ -15,6 +15,7 @@ from typing import Any
 
 from ..check import Check, _failed, _passed
 from .common import events as _events
+from .common import flow_row as _flow_row
 from .common import scenario_problem as _scenario
 from ..errors import LabkitError
 from ..wire.mqtt import topic_matches, validate_filter
@@ -34,11 +35,6 @@ FRAMING_BYTES = 1.0
 
 def _number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Real) and not math.isnan(float(value))
-
-
-def _flow_row(result: Any, flow: str) -> Any:
-    rows = result.summary[result.summary["flow"] == flow] if "flow" in result.summary.columns else []
-    return rows.iloc[0] if len(rows) else None
 
 
 # ------------------------------------------------------------------------------------------- 01 smart home

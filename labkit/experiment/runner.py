@@ -57,6 +57,12 @@ class Target:
 
     @classmethod
     def of_lab(cls, lab: Any, protocol: str) -> Target:
+        if protocol == "amqp1":  # AMQP 1.0 rides on the amqp broker (RabbitMQ's plugin) unless given by URL
+            url, external = lab.url("amqp1"), lab.is_external("amqp1")
+            host = None if external else lab.brokers.get("amqp")
+            pids = [p for p in (getattr(host, "pid", None), getattr(host, "native_pid", None)) if p]
+            return cls("amqp1", {"amqp1": url}, getattr(host, "kind", None) or "external", lab.prefix("amqp1"),
+                       pids, getattr(host, "version", None), local=not external)
         broker = lab.brokers.get(protocol)
         url = lab.url(protocol)
         pids = [p for p in (getattr(broker, "pid", None), getattr(broker, "native_pid", None)) if p]
@@ -83,7 +89,8 @@ def _tree_cpu_s(pids: Sequence[int]) -> float:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("labkit", "amqtt", "aio-pika", "aiormq", "websockets", "aiohttp", "numpy", "pandas"):
+    for name in ("labkit", "amqtt", "aio-pika", "aiormq", "python-qpid-proton", "websockets", "aiohttp", "numpy",
+                 "pandas"):
         try:
             out[name] = _version(name)
         except PackageNotFoundError:
@@ -270,28 +277,37 @@ async def run(protocol: str, workload: Workload | None = None, *, lab: Any = Non
     _check_run_args(workload, workers, subscriber_stall)
     network = faults.check_impairment(network)
     async with _LabScope(lab, [protocol], mqtt) as scope:
-        if network is None:
-            return await run_on(scope.target(protocol), workload, options, scenario=scenario, workers=workers,
-                                subscriber_stall=subscriber_stall, live=live)
-        from ..faults.network import behind_proxy, record_network
+        return await _run_through(network, scope.target(protocol), workload, options, scenario=scenario,
+                                  workers=workers, subscriber_stall=subscriber_stall, live=live)
 
-        async with behind_proxy(scope.target(protocol), network) as (target, proxy):
-            result = await run_on(target, workload, options, scenario=scenario, workers=workers,
-                                  subscriber_stall=subscriber_stall, live=live)
-            return record_network(result, network, proxy)
+
+async def _run_through(network: Any, target: Target, workload: Workload, options: dict[str, Any] | None,
+                       **kwargs: Any) -> Result:
+    """One run on ``target``, through an impairment proxy when ``network`` (a checked Impairment) is given."""
+    if network is None:
+        return await run_on(target, workload, options, **kwargs)
+    from ..faults.network import behind_proxy, record_network
+
+    async with behind_proxy(target, network) as (proxied, proxy):
+        return record_network(await run_on(proxied, workload, options, **kwargs), network, proxy)
 
 
 async def compare(protocols: Sequence[str] | str = ("mqtt", "amqp", "ws", "sse"), workload: Workload | None = None, *,
                   lab: Any = None, options: dict[str, dict[str, Any]] | None = None, repetitions: int = 3,
                   baseline: bool = True, scenario: str = "compare", workers: str = "process", mqtt: str = "amqtt",
-                  progress: Progress | None = None) -> Result:
+                  progress: Progress | None = None, network: Any = None) -> Result:
     """Run the same workload over several protocols, ``repetitions`` times, interleaved.
 
     Each repetition runs raw asyncio TCP first (``baseline``), then every protocol
     in a rotated order, so drift on a noisy machine spreads over all series.
     ``options`` maps protocol -> its options.  The summary gains ``tcp_ratio_p50``
     and ``tcp_ratio_rate`` (each run against the same repetition's TCP run).
+    ``network``: a :class:`labkit.faults.Impairment` every run goes through (the TCP baseline too), each
+    with a proxy of its own (see :func:`run`).
     """
+    from ..faults import impairment as faults
+
+    network = faults.check_impairment(network)
     chosen = _check_protocols(protocols)
     if not isinstance(repetitions, int) or isinstance(repetitions, bool) or repetitions < 1:
         raise ConfigError(f"repetitions={repetitions!r} must be a whole number >= 1 (3 or more for a spread)")
@@ -312,8 +328,8 @@ async def compare(protocols: Sequence[str] | str = ("mqtt", "amqp", "ws", "sse")
             shift = rep % max(1, len(body))
             for p in head + body[shift:] + body[:shift]:
                 _note(progress, f"repetition {rep + 1}/{repetitions}: {p}", done / total)
-                results.append(await run_on(scope.target(p), workload, options.get(p), scenario=scenario,
-                                            workers=workers, repetition=rep))
+                results.append(await _run_through(network, scope.target(p), workload, options.get(p),
+                                                  scenario=scenario, workers=workers, repetition=rep))
                 done += 1
     _note(progress, "done", 1.0)
     return baseline_ratios(Result.concat(results))
@@ -322,8 +338,14 @@ async def compare(protocols: Sequence[str] | str = ("mqtt", "amqp", "ws", "sse")
 async def sweep(parameter: str, values: Sequence[Any], protocols: Sequence[str] | str = ("mqtt",),
                 workload: Workload | None = None, *, lab: Any = None, options: dict[str, dict[str, Any]] | None = None,
                 scenario: str = "sweep", workers: str = "process", mqtt: str = "amqtt",
-                progress: Progress | None = None) -> Result:
-    """Run once per value of ``parameter`` (a Workload field such as ``rate`` or a protocol option such as ``qos``)."""
+                progress: Progress | None = None, network: Any = None) -> Result:
+    """Run once per value of ``parameter`` (a Workload field such as ``rate`` or a protocol option such as ``qos``).
+
+    ``network``: a :class:`labkit.faults.Impairment` every run goes through (see :func:`run`).
+    """
+    from ..faults import impairment as faults
+
+    network = faults.check_impairment(network)
     chosen = _check_protocols(protocols)
     workload = Workload() if workload is None else workload
     _check_run_args(workload, workers, None)
@@ -360,7 +382,7 @@ async def sweep(parameter: str, values: Sequence[Any], protocols: Sequence[str] 
                     opts[parameter] = value
                 else:
                     continue
-                r = await run_on(scope.target(p), w, opts, scenario=scenario, workers=workers)
+                r = await _run_through(network, scope.target(p), w, opts, scenario=scenario, workers=workers)
                 results.append(add_columns(r, sweep_parameter=parameter, sweep_value=value))
     _note(progress, "done", 1.0)
     return Result.concat(results)

@@ -28,6 +28,7 @@ _MODULES = (
     "labkit.scenarios.live_scores",
     "labkit.scenarios.flights",
     "labkit.scenarios.shop",
+    "labkit.scenarios.outage",
 )
 _REGISTRY: dict[str, type[Scenario]] = {}
 _loaded = False

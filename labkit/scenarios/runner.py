@@ -44,7 +44,8 @@ async def _restart(lab: Any, args: dict[str, Any]) -> dict[str, Any]:
     restart = getattr(lab, "restart", None)
     if restart is None:
         raise ConfigError("this lab cannot restart a broker")
-    await asyncio.to_thread(restart, protocol)
+    extra = {k: args[k] for k in ("how", "down_s") if k in args}
+    await asyncio.to_thread(restart, protocol, **extra)
     return {"urls": lab.urls}
 
 
