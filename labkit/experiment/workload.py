@@ -42,6 +42,8 @@ __all__ = [
 
 #: Hard cap on messages per run (warm-up + measured, all publishers): every load loop is bounded.
 MAX_MESSAGES = 5_000_000
+#: Largest payload a workload may ask for (bytes): every broker here takes it, a laptop's memory too.
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 #: Hard cap on deliveries per run (messages x subscribers): bounds the receive records in memory.
 MAX_DELIVERIES = 10_000_000
 #: The arrival processes a workload can use.
@@ -153,6 +155,9 @@ class Workload:
         _positive(self.drain_s, "drain_s", "seconds to wait for stragglers after the last send, such as drain_s=2")
         _whole(self.payload_bytes, "payload_bytes", HEADER_BYTES,
                f"bytes per message, at least the {HEADER_BYTES}-byte envelope header")
+        if self.payload_bytes > MAX_PAYLOAD_BYTES:
+            raise ConfigError(f"payload_bytes={self.payload_bytes:,} is above the lab's cap of {MAX_PAYLOAD_BYTES:,} "
+                              "bytes (16 MiB); measure large messages at a few MiB, or split them")
         if self.payload is not None and not callable(self.payload):
             raise ConfigError(f"payload={self.payload!r} must be a function (publisher, seq) -> bytes, or None")
         _whole(self.publishers, "publishers", 1, "a number of publishing clients, such as publishers=1")
