@@ -119,3 +119,13 @@ def test_readme_states_the_conventions_tested_here():
     for phrase in ("parameters", "LABKIT_QUICK", "check.quick", "## Summary", "## Exercises", "MPLBACKEND=Agg",
                    "solutions/"):
         assert phrase in readme, f"notebooks/README.md should explain {phrase!r}"
+
+
+def test_every_lab_a_notebook_starts_is_closed_in_a_later_cell(notebook):
+    path, nb = notebook
+    cells = [c.source for c in _code(nb)]
+    for i, source in enumerate(cells):
+        for name in re.findall(r"^(\w+) = labkit\.Lab\(", source, re.M):
+            later = "\n".join(cells[i + 1:])
+            assert f"{name}.close()" in later, (f"{path.name}: '{name} = labkit.Lab(...)' is never closed; "
+                                                f"end with {name}.close()")
