@@ -66,15 +66,17 @@ def _unstamp(received_ns: int, payload: bytes) -> Row:
     return received_ns, int(payload[:12]), int(payload[13:33]), int(payload[34:54])
 
 
-async def paced(send: Send) -> tuple[int, int]:
-    """RATE msgs/s for PACED_S, each stamped with its due time; returns (sent, t0 ns).
+async def paced(send: Send, rate: float | None = None, seconds: float | None = None) -> tuple[int, int]:
+    """``rate`` msgs/s (default RATE) for ``seconds`` s (default PACED_S), each stamped with its due time;
+    returns (sent, t0 ns).  benchmarks/minimal/sustained.py passes its own rate and duration.
 
     A thread sleeps to each due time and hands the tick to the event loop, which sends.  The loop's own
     timers wake up to 1 ms late (epoll counts in ms), and blocking the loop to wait would stall the
     libraries whose writes finish in a task of their own (aiohttp, aiormq), so neither is used.
     """
     loop = asyncio.get_running_loop()
-    period_ns, n = 10**9 // RATE, int(RATE * PACED_S)
+    rate, seconds = RATE if rate is None else rate, PACED_S if seconds is None else seconds
+    period_ns, n = int(10**9 // rate), int(rate * seconds)  # defaults: 1,000,000 ns and 5,000 messages, as before
     t0 = time.monotonic_ns() + 20_000_000
     ticks: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
     stop = threading.Event()
