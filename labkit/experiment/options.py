@@ -40,6 +40,8 @@ OPTIONS: dict[str, dict[str, OptionSpec]] = {
         _spec("confirms", "client", (False, True), False, "publisher confirms"),
         _spec("persistent", "publish", (False, True), False, "persistent messages (delivery mode 2)"),
         _spec("prefetch", "subscribe", None, 100, "consumer prefetch (unacknowledged deliveries)"),
+        _spec("ack", "subscribe", ("auto", "none"), "auto",
+              "consumer acknowledgements: one per message ('auto'), or none (the broker forgets a message once sent)"),
         _spec("max_inflight", "client", None, 100, "unconfirmed publishes allowed at once"),
     )},
     "ws": {s.name: s for s in (
