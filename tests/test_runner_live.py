@@ -55,3 +55,12 @@ async def test_live_snapshots_arrive_while_the_run_goes(lab, workers):
     assert any(not math.isnan(s["p50_ms"]) for s in snapshots)
     s = result.summary.iloc[0]
     assert s["lost"] == 0 and s["delivered"] == 600  # the measurement itself is whole
+
+
+@pytest.mark.integration
+async def test_amqp_consumers_without_acks_are_an_option_of_the_run(lab):
+    result = await run("amqp", Workload(rate=200, duration_s=0.5, warmup_s=0.1), lab=lab, options={"ack": "none"})
+    row = result.summary.iloc[0]
+    assert row["opt_ack"] == "none" and int(row["lost"]) == 0 and int(row["delivered"]) == int(row["sent"])
+    with pytest.raises(ConfigError, match="ack"):
+        await run("amqp", Workload(rate=200, duration_s=0.5), lab=lab, options={"ack": "manual"})
