@@ -65,14 +65,18 @@ RESTART_BOUND_S = 60.0
 BACKLOG_ACK_S = 10.0
 
 
-def _client_options(protocol: str, reliable: bool, client_id: str | None = None) -> dict[str, Any]:
-    if protocol == "mqtt" and client_id is not None:
+def _reader_options(protocol: str, reliable: bool, client_id: str) -> dict[str, Any]:
+    """Client options of a reader: its own MQTT session (kept when reliable); SSE drops surfacing at once."""
+    if protocol == "mqtt":
         return {"client_id": client_id, "clean_session": not reliable, "unrouted_max": OUTBOX_MAX}
-    if protocol == "amqp" and client_id is None:
-        return {"confirms": reliable, "max_inflight": 1000}
-    if protocol == "sse" and client_id is not None:
-        return {"reconnect_timeout": 0.001}  # drops surface at once; the reader reconnects itself
+    if protocol == "sse":
+        return {"reconnect_timeout": 0.001}  # the reader reconnects itself, with or without Last-Event-ID
     return {}
+
+
+def _sender_options(protocol: str, reliable: bool) -> dict[str, Any]:
+    """Client options of the sensor: AMQP publisher confirms when reliable."""
+    return {"confirms": reliable, "max_inflight": 1000} if protocol == "amqp" else {}
 
 
 def _publish_options(protocol: str, reliable: bool) -> dict[str, Any]:
@@ -98,16 +102,20 @@ class _Reader:
         """Connect and subscribe once (bounded); return the subscription."""
         p, reliable = self.s.protocol, self.s.reliable
         client = await asyncio.wait_for(
-            self.ctx.client(p, self.role, **_client_options(p, reliable, self.client_id)), ATTEMPT_S)
+            self.ctx.client(p, self.role, **_reader_options(p, reliable, self.client_id)), ATTEMPT_S)
         options: dict[str, Any] = {"idle_timeout": None}
         if p == "mqtt":
             options["qos"] = 1 if reliable else 0
             self.session_present.append(bool(client.session_present))
         elif p == "amqp":
             options.update(queue=self.queue, durable=reliable, auto_delete=False, exclusive=False)
-        elif p == "sse" and reliable:
+        elif p == "sse" and reliable:  # resume after the last event seen; "0": every event still buffered
             options["last_event_id"] = self.last_id if self.last_id is not None else "0"
-        sub = await asyncio.wait_for(client.subscribe(self.topic, **options), ATTEMPT_S)
+        try:
+            sub = await asyncio.wait_for(client.subscribe(self.topic, **options), ATTEMPT_S)
+        except BaseException:
+            await _quietly(client.close())
+            raise
         self.connects += 1
         self._client = client
         return sub
@@ -163,7 +171,7 @@ class _Sender:
         self._next_try = now + RETRY_S
         p = self.s.protocol
         try:
-            self.client = await asyncio.wait_for(self.ctx.client(p, "sensor", **_client_options(p, self.s.reliable)),
+            self.client = await asyncio.wait_for(self.ctx.client(p, "sensor", **_sender_options(p, self.s.reliable)),
                                                  ATTEMPT_S)
             return True
         except Exception:  # noqa: BLE001 - a refused or half-open connection, whatever the library calls it
@@ -256,8 +264,9 @@ class BrokerOutage(Scenario):
              "AMQP durable queues with persistent messages and confirms, and SSE's Last-Event-ID each survive a "
              "dropped connection, but only a broker that writes to disk survives its own crash. A sender that "
              "keeps what was not acknowledged turns loss into delay and duplicates.")
-    look_at = ("`lost` and `duplicates` of the `stream` and `parked` flows per setting, max_ms of the stream "
-               "(the outage's length), the events 'broker_down' (how, how long) and 'sender' (dropped, resent).")
+    look_at = ("`lost` and `duplicated` of the `stream` and `parked` flows per setting, max_ms of the stream "
+               "(the outage's length), the events 'broker_down' (how, how long) and 'sender' (dropped, kept, "
+               "requeued).")
 
     duration_s: float = knob(8.0, "how long the sensor publishes, outage included", unit="s", low=2.0, high=600.0)
     warmup_s: float = knob(0.0, "a first part, left out of the numbers (the backlog is parked at the start: "
