@@ -74,7 +74,8 @@ def test_option_controls_follow_the_options_table():
     assert kinds["qos"].kind == "choice" and kinds["qos"].choices == (0, 1, 2) and kinds["qos"].default == 0
     assert kinds["max_inflight"].kind == "whole" and kinds["max_inflight"].label == "max inflight"
     amqp = {c.name: c.kind for c in option_controls("amqp")}
-    assert amqp == {"confirms": "toggle", "persistent": "toggle", "prefetch": "whole", "max_inflight": "whole"}
+    assert amqp == {"confirms": "toggle", "persistent": "toggle", "prefetch": "whole", "ack": "choice",
+                    "max_inflight": "whole"}
     assert {c.name: c.kind for c in option_controls("ws")} == {"compression": "choice"}
     with pytest.raises(ConfigError, match="unknown protocol 'kafka'"):
         option_controls("kafka")
@@ -281,8 +282,10 @@ async def test_panel_options_follow_the_chosen_protocol(lab):
     assert [w.description for w in c.options_box.children] == ["qos", "transport", "max inflight"]
     c.option_widgets["qos"].value = 1
     c.protocol.value = "amqp"
-    assert [w.description for w in c.options_box.children] == ["confirms", "persistent", "prefetch", "max inflight"]
-    assert c.values()["options"] == {"confirms": False, "persistent": False, "prefetch": 100, "max_inflight": 100}
+    assert [w.description for w in c.options_box.children] == ["confirms", "persistent", "prefetch", "ack",
+                                                               "max inflight"]
+    assert c.values()["options"] == {"confirms": False, "persistent": False, "prefetch": 100, "ack": "auto",
+                                     "max_inflight": 100}
     c.protocol.value = "mqtt"
     assert c.values()["options"]["qos"] == 1  # kept while another protocol was shown
     assert "application/vnd.jupyter.widget-view+json" in panel._repr_mimebundle_()
