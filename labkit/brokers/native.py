@@ -85,6 +85,14 @@ async def terminate(proc: asyncio.subprocess.Process, grace_s: float = 5.0) -> i
 
 
 def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, not yet reaped) counts as gone (Linux: read from /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc here: ask the kernel by signal 0
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

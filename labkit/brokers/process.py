@@ -32,6 +32,7 @@ from ..errors import BrokerError, BrokerStartError, LabkitTimeout
 from ..net import check_host, check_port_free, is_loopback
 from ..security import CREDENTIALS_FILE_KEY, Credentials
 from .base import BrokerOptions, Lifecycle, State
+from .native import pid_alive
 from .registry import KIND_PROTOCOL, check_kind
 
 log = logging.getLogger(__name__)
@@ -336,7 +337,7 @@ class BrokerProcess:
             log.warning("%s broker (pid %d) survived SIGKILL for %g s", self.kind, proc.pid, STOP_TIMEOUT_S)
         if self.native_pid is not None:  # a native broker is in the group; wait until it is really gone
             deadline = time.monotonic() + STOP_TIMEOUT_S
-            while time.monotonic() < deadline and _alive(self.native_pid):
+            while time.monotonic() < deadline and pid_alive(self.native_pid):
                 time.sleep(0.01)
 
     # --- context managers ----------------------------------------------------
@@ -354,18 +355,3 @@ class BrokerProcess:
 
     def __repr__(self) -> str:
         return f"<BrokerProcess {self.kind} {self.state.value} {self.urls or ''}>"
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie (Linux: reads /proc; elsewhere: signal 0)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
