@@ -224,7 +224,7 @@ def cmd_scenario_run(args: argparse.Namespace, knobs: dict[str, Any]) -> int:
 
 def cmd_asyncapi_run(args: argparse.Namespace, knobs: dict[str, Any]) -> int:
     """``labkit run --asyncapi FILE [--rate R] [--duration S] [--instances N --payload-bytes B]``."""
-    from .asyncapi.report import report
+    from .asyncapi.reporting import report
     from .asyncapi.workload import from_asyncapi, run
 
     if any(a == "--rate" or a.startswith("--rate=") for a in getattr(args, "argv", [])):

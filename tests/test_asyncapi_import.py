@@ -22,7 +22,7 @@ import labkit
 from labkit.asyncapi import validator_available
 from labkit.asyncapi.validate import official_validate_many
 from labkit.asyncapi.document import AsyncAPIError, parse, pointer, resolve
-from labkit.asyncapi.report import COLUMNS, report
+from labkit.asyncapi.reporting import COLUMNS, report
 from labkit.asyncapi.workload import ENVELOPE_KEY, AsyncApiWorkload, from_asyncapi, run
 from labkit.errors import ConfigError
 

@@ -10,15 +10,15 @@ operation and channel (docs/asyncapi.md, "## Import").
 
 from __future__ import annotations
 
-from .export import asyncapi, channel_for, payload_schemas, render
-from .validate import official_validate, validator_available
-from .report import report  # eager: the name would otherwise be shadowed by the submodule once it is imported
 
 __all__ = ["official_validate", "validator_available", "asyncapi", "render", "channel_for", "payload_schemas",
            "from_asyncapi", "run", "report", "AsyncAPIError", "AsyncApiWorkload", "example", "parse", "shipped"]
 
-# Import (documents run as workloads; docs/asyncapi.md "## Import"): loaded on first use.
-_IMPORT_SIDE = {"from_asyncapi": "workload", "run": "workload", "AsyncApiWorkload": "workload",
+# Every name loads its module on first use, so that `labkit`'s command line (which registers
+# `labkit asyncapi`) does not pay for pandas, jsonschema or the catalogs on every call.
+_IMPORT_SIDE = {"asyncapi": "export", "render": "export", "channel_for": "export", "payload_schemas": "export",
+                "official_validate": "validate", "validator_available": "validate", "report": "reporting",
+                "from_asyncapi": "workload", "run": "workload", "AsyncApiWorkload": "workload",
                 "AsyncAPIError": "document", "parse": "document", "shipped": "document", "example": "examples"}
 
 
