@@ -34,3 +34,18 @@ def gone(pid: int, timeout: float = 15.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
+
+
+async def round_trip(protocol: str, url: str, payload: bytes, timeout: float = 10.0) -> bytes:
+    """Subscribe to a fresh topic, publish ``payload`` there, return what came back (each wait bounded)."""
+    import uuid
+
+    from labkit.protocols import client
+
+    topic = f"rt/{uuid.uuid4().hex[:8]}"
+    async with client(protocol, url, timeout=timeout) as c:
+        sub = await c.subscribe(topic)
+        await c.publish(topic, payload)
+        message = await sub.get(timeout=timeout)
+        await sub.close()
+    return message.payload

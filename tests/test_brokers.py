@@ -11,7 +11,7 @@ import pytest
 
 from labkit.brokers.base import Lifecycle, State
 from labkit.brokers.process import BrokerProcess
-from labkit.errors import BrokerError, BrokerStartError, ConfigError, PortInUse
+from labkit.errors import BrokerError, ConfigError, PortInUse
 
 from .support import gone
 

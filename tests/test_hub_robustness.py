@@ -29,6 +29,8 @@ from labkit.errors import ConfigError, ProtocolError
 from labkit.protocols import client
 from labkit.wire import frames
 
+from .support import round_trip
+
 WAIT_S = 10.0
 #: A small frame limit for the WebSocket hub, so "too big" costs little to send.
 WS_MAX_FRAME_BYTES = 64 * 1024
@@ -77,13 +79,7 @@ def _settles_to(pid: int, baseline: int) -> int:
 
 
 async def _round_trip(kind: str, url: str) -> bytes:
-    topic = f"rob/{uuid.uuid4().hex[:8]}"
-    async with client(kind, url, timeout=WAIT_S) as c:
-        sub = await c.subscribe(topic)
-        await c.publish(topic, b"still here")
-        message = await sub.get(timeout=WAIT_S)
-        await sub.close()
-    return message.payload
+    return await round_trip(kind, url, b"still here", WAIT_S)
 
 
 def _log_text(broker: BrokerProcess) -> str:

@@ -27,7 +27,7 @@ from labkit.security import (
     urls_with_credentials,
 )
 
-from .support import require_broker
+from .support import require_broker, round_trip
 
 # Characters that need care in URLs, rabbitmq.conf and password files.
 PASSWORD = 'correct"horse\\battery:staple@1%$'
@@ -153,13 +153,7 @@ def _listening(pid: int) -> set[str]:
 
 
 async def _round_trip(protocol: str, url: str) -> bytes:
-    topic = f"sec/{uuid.uuid4().hex[:8]}"
-    async with client(protocol, url, timeout=WAIT_S) as c:
-        sub = await c.subscribe(topic)
-        await c.publish(topic, b"hello")
-        message = await sub.get(timeout=WAIT_S)
-        await sub.close()
-    return message.payload
+    return await round_trip(protocol, url, b"hello", WAIT_S)
 
 
 async def _refused(protocol: str, url: str) -> AuthError:
