@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 from labkit.errors import ConfigError
 import threading
 
-from labkit.experiment.pacing import BEHIND_P99_LAG_NS, LATE_NS, MIN_WAKE_NS, PaceReport, fine_timer_slack, pace
+from labkit.experiment.pacing import (BEHIND_P99_LAG_NS, LATE_NS, MAX_GRID_NS, MIN_WAKE_NS, PaceReport,
+                                      burst_grid_ns, fine_timer_slack, lag_bound_ns, pace)
 
 MS = 1_000_000
 
@@ -248,13 +250,36 @@ async def test_fast_schedules_go_out_in_bursts_never_early_and_at_most_min_wake_
     start = fake.now + 5 * MS
     report = await pace(offsets, start, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap)
     lags = report.lags_ns
+    grid = burst_grid_ns(50_000)
+    assert report.min_wake_ns == grid == MAX_GRID_NS
     assert report.sent == 500 and lags.min() >= 0
-    assert lags.max() <= MIN_WAKE_NS
+    assert lags.max() <= grid
     duration = int(offsets[-1])
-    assert report.wakeups <= duration // MIN_WAKE_NS + 3  # one wake-up per 100 µs, not per message
+    assert report.wakeups <= duration // grid + 3  # one wake-up per ms, not per message
     stamps = [c[2] for c in send.calls]
-    assert len(set(stamps)) < len(stamps) / 3  # sent in bursts of about five
+    assert len(set(stamps)) < len(stamps) / 10  # sent in bursts (of about 50)
     assert not report.behind
+
+
+async def test_an_explicit_burst_interval_is_kept_whatever_the_rate() -> None:
+    fake = FakeClock()
+    send = Recorder(fake)
+    offsets = np.arange(500, dtype=np.int64) * 20_000  # 50,000 msgs/s
+    report = await pace(offsets, fake.now + 5 * MS, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap,
+                        min_wake_ns=MIN_WAKE_NS)
+    assert report.min_wake_ns == MIN_WAKE_NS
+    assert report.lags_ns.max() <= MIN_WAKE_NS
+    assert report.wakeups > int(offsets[-1]) // MAX_GRID_NS + 3  # more wake-ups than the default grid's
+
+
+def test_the_burst_interval_widens_with_the_rate_between_its_bounds() -> None:
+    # Worked by hand: 200 µs up to 10,000 msgs/s, 200 µs x rate / 10,000 above, at most 1 ms.
+    assert [burst_grid_ns(r) for r in (1, 5_000, 10_000, 15_000, 20_000, 25_000, 50_000, 60_000, 1e9)] == [
+        200_000, 200_000, 200_000, 300_000, 400_000, 500_000, 1_000_000, 1_000_000, 1_000_000]
+    assert burst_grid_ns(math.nan) == burst_grid_ns(math.inf) == burst_grid_ns(-5) == MIN_WAKE_NS
+    # The lag a burst adds by design is not "behind": 1 ms, or twice the interval when that is more.
+    assert [lag_bound_ns(g) for g in (0, 200_000, 500_000, 1_000_000)] == [
+        BEHIND_P99_LAG_NS, BEHIND_P99_LAG_NS, BEHIND_P99_LAG_NS, 2_000_000]
 
 
 async def test_without_bursts_every_message_lands_on_its_time() -> None:

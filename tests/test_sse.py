@@ -16,8 +16,8 @@ from labkit.brokers.sse_hub import SseHub
 from labkit.errors import ConfigError, ConnectError, PortInUse, ProtocolError
 from labkit.net import free_port
 from labkit.protocols.base import Message, Subscription
-from labkit.protocols.sse import SseClient
-from labkit.wire.sse import Event, SseParser
+from labkit.protocols.sse import SseClient, _event_bytes, _payload_text
+from labkit.wire.sse import Event, SseParser, encode_event
 
 pytestmark = pytest.mark.integration
 
@@ -491,3 +491,15 @@ def test_docs_show_the_tested_example() -> None:
     block = source[start:end].split("\n", 1)[1]
     dedented = "\n".join(line[4:] for line in block.splitlines())
     assert dedented in DOC.read_text(), "docs/sse.md must show the example of test_docs_example verbatim"
+
+
+@pytest.mark.parametrize("payload", [b"", b"LKT1 0001 one line", "Grüße".encode(), b"two\nlines", bytearray(b"abc"),
+                                     memoryview(b"xyz"), b"tab\tand spaces  "])
+def test_the_publishers_fast_framing_gives_the_checked_ways_bytes(payload: bytes) -> None:
+    assert _event_bytes(payload) == encode_event(_payload_text(payload))
+
+
+@pytest.mark.parametrize("payload", [b"carriage\rreturn", b"\xff\xfe", "text"])
+def test_the_fast_framing_refuses_what_the_checked_way_refuses(payload: object) -> None:
+    with pytest.raises(ConfigError):
+        _event_bytes(payload)  # type: ignore[arg-type]

@@ -48,6 +48,8 @@ DEFAULT_RETRY_MS = 3000
 POST_CONNECTIONS = 32
 #: Bytes a chunk adds to an event in a streamed POST body, at most (hex length, two CRLFs).
 CHUNK_OVERHEAD = 20
+#: Topics whose (wire topic, URL) a client keeps ready; past this many the table starts again.
+ROUTES_KEPT = 1024
 
 _INGESTS = ("post", "stream")
 
@@ -64,6 +66,17 @@ def _payload_text(payload: bytes) -> str:
     if "\r" in text:
         raise ConfigError("payload contains '\\r'; SSE lines cannot carry a carriage return: use '\\n' or base64")
     return text
+
+
+def _event_bytes(payload: bytes) -> bytes:
+    """``encode_event(_payload_text(payload))``: one event's bytes (a publisher's hot path).
+
+    A one-line ASCII ``bytes`` payload (labkit's envelopes) is framed as it is,
+    with no decoding and re-encoding; anything else takes the checked way.
+    """
+    if type(payload) is bytes and payload.isascii() and b"\n" not in payload and b"\r" not in payload:
+        return b"data: " + payload + b"\n\n"
+    return encode_event(_payload_text(payload))
 
 
 def _describe(exc: BaseException | None) -> str:
@@ -184,6 +197,8 @@ class SseClient(Client):
         self._sub_session: aiohttp.ClientSession | None = None
         self._posts: set[asyncio.Task[None]] = set()
         self._ingests: dict[str, _Ingest] = {}
+        #: (wire topic, URL) per application topic, checked once (at most ROUTES_KEPT kept).
+        self._routes: dict[str, tuple[str, str]] = {}
         self._subs: dict[Subscription, asyncio.Task[None]] = {}
         self._failed_posts = 0
         self._closed = False
@@ -278,10 +293,16 @@ class SseClient(Client):
     async def publish(self, topic: str, payload: bytes, **options: Any) -> Ack:
         """Publish ``payload`` (UTF-8 text without '\\r') as one event on ``topic``."""
         session = self._require()
-        text = _payload_text(payload)
-        wire, url = self._url(topic)
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._url(topic)
+            if len(self._routes) >= ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[topic] = route
+        wire, url = route
         if self.implementation == "stream":
-            return await self._publish_stream(session, wire, url, text)
+            return await self._publish_stream(session, wire, url, payload)
+        text = _payload_text(payload)
         await self.window.acquire(self.timeout)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_mark_retrieved)  # failures are logged and counted; awaiting is optional
@@ -323,7 +344,8 @@ class SseClient(Client):
         finally:
             self.window.release()
 
-    async def _publish_stream(self, session: aiohttp.ClientSession, wire: str, url: str, text: str) -> Ack:
+    async def _publish_stream(self, session: aiohttp.ClientSession, wire: str, url: str, payload: bytes) -> Ack:
+        data = _event_bytes(payload)  # a payload SSE cannot carry fails here, before any request
         what = f"POST stream /sse/{wire}"
         ingest = self._ingests.get(wire)
         if ingest is None:
@@ -340,7 +362,6 @@ class SseClient(Client):
             writer = ingest.writer
             if writer is None:
                 raise ingest.error or ConnectError(f"{what}: the stream is closed")
-        data = encode_event(text)
         sent_ns = time.monotonic_ns()
         transport = writer.transport
         try:
