@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 
 import pytest
 
@@ -76,12 +75,11 @@ def test_non_loopback_host_needs_explicit_opt_in():
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(60)  # start() must give up by itself: a hang fails here instead of stalling the suite
 def test_a_broker_that_fails_to_start_says_why_and_leaves_nothing(tmp_path):
     broker = BrokerProcess("ws", extra={"max_frame_bytes": "lots"}, log_dir=tmp_path)
-    started = time.monotonic()
     with pytest.raises(ConfigError, match=r"max_frame_bytes='lots'.*\(log: .*ws.log\)"):
         broker.start()
-    assert time.monotonic() - started < 30
     assert broker.state is State.STOPPED
     assert gone(broker.pid, timeout=1)
 
