@@ -14,7 +14,8 @@ import pytest
 
 from labkit.experiment.dtypes import RECEIVED_DTYPE, SENT_DTYPE
 from labkit.experiment.options import resolve_options
-from labkit.experiment.worker import PublisherWorker, SubscriberWorker, broker_acknowledges, decode_headers
+from labkit.experiment.worker import PublisherWorker, SubscriberWorker, broker_acknowledges
+from labkit.wire.envelopes import decode_headers
 from labkit.experiment.workload import Workload
 from labkit.protocols.base import Ack, Message, Subscription
 from labkit.wire.envelope import HEADER_BYTES, EnvelopeError, decode, encode
