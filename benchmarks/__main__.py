@@ -40,11 +40,16 @@ def main() -> int:
     """``python -m benchmarks [startup] [harness] [minimal]`` (default: all three, ~15 minutes).
 
     ``python -m benchmarks soak [--minutes 10] [--rate 200] ...``: the soak alone (see benchmarks/soak.py).
+    ``python -m benchmarks sim [--append] [--quick]``: the simulation's speed alone (see benchmarks/sim_speed.py).
     """
     if sys.argv[1:2] == ["soak"]:
         from .soak import main as soak_main
 
         return soak_main(sys.argv[2:])
+    if sys.argv[1:2] == ["sim"]:
+        from .sim_speed import main as sim_main
+
+        return sim_main(sys.argv[2:])
     wanted = set(sys.argv[1:]) or {"startup", "harness", "minimal"}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"benchmarks on {machine()}")

@@ -15,7 +15,8 @@ from labkit.errors import ConfigError
 from labkit.sim import LinkSpec, Model, Stack, backlog, capacity, framing, simulate
 from labkit.sim.links import Link
 from labkit.sim.machine import Draws, Machine, OwnCpu, Server
-from labkit.sim.system import release_times
+from labkit.experiment.pacing import burst_grid_ns
+from labkit.sim.system import pacer_wake_s, release_times
 from labkit.wire.mqtt import Publish
 
 
@@ -104,6 +105,14 @@ def test_the_pacer_wakes_at_most_once_per_min_wake():
     assert (released >= t).all() and sorted(set(np.round(released * 1e6).tolist())) == [0, 200, 400, 600]
     slow = np.arange(5) * 1e-3
     assert (release_times(slow, 200e-6) == slow).all()
+
+
+def test_the_modelled_pacer_bursts_on_the_live_pacers_grid():
+    # The live pacer's interval for the schedule's mean rate (labkit.experiment.pacing.burst_grid_ns).
+    for rate, grid_s in ((1_000, 200e-6), (20_000, 400e-6), (50_000, 1e-3), (80_000, 1e-3)):
+        t = np.arange(2_000) / rate
+        assert pacer_wake_s(t) == pytest.approx(grid_s) == burst_grid_ns(rate) / 1e9
+    assert pacer_wake_s(np.array([0.5])) == pytest.approx(200e-6)  # one message: no rate, the shortest grid
 
 
 # ---------------------------------------------------------------------------------------------- framing

@@ -1,8 +1,9 @@
 """The lab's simulation side: SimPy models of the same runs and scenarios, at scales one machine cannot run live.
 
-    from labkit.sim import simulate, simulate_scenario, calibrate, Model, LinkSpec
+    from labkit.sim import simulate, simulate_scenario, simulate_sensors, calibrate, Model, LinkSpec
     result = simulate("mqtt", Workload(rate=2000, publishers=100), options={"qos": 1})
     fleet = simulate_scenario("fleet", vehicles=1000)
+    sensors = simulate_sensors(100_000, rate_hz=1.0, duration_s=60)   # or mode="aggregate" for millions
 
 Results have a live run's columns (``meta["mode"] == "simulated"``), so every
 chart of :mod:`labkit.viz` draws them.  See docs/simulation.md: the models,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .params import DEFAULT_STACKS, LinkSpec, Model, Stack, default_model
     from .queueing import check_theory, replicate
     from .runner import run, simulate_scenario
+    from .sensors import simulate_sensors
     from .simulation import simulate
     from .validate import Validation, validate_calibration
 
@@ -35,7 +37,7 @@ _LAZY = {
     "default_model": "params",
     "check_theory": "queueing", "replicate": "queueing",
     "run": "runner", "simulate_scenario": "runner",
-    "simulate": "simulation",
+    "simulate": "simulation", "simulate_sensors": "sensors",
     "Validation": "validate", "validate_calibration": "validate",
     "theory": None,
 }

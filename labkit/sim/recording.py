@@ -82,6 +82,31 @@ class Recording:
         self._at.append(at_s)
         self._redelivered.append(redelivered)
 
+    def fill(self, sent_s: np.ndarray, received_s: np.ndarray) -> None:
+        """Take a whole run's records at once: ``sent_s`` per message, ``received_s`` per (message, subscriber).
+
+        NaN means not sent / no copy.  Copies are filed in the order they were
+        received (ties by message, then subscriber), as the event model files them.
+        """
+        if sent_s.shape != (len(self),) or received_s.ndim != 2 or received_s.shape[0] != len(self):
+            raise ConfigError("Recording.fill: sent_s needs one time per message, received_s one row per message")
+        self.sent_s = np.asarray(sent_s, dtype=np.float64).copy()
+        msg, sub = np.nonzero(~np.isnan(received_s))
+        at = received_s[msg, sub]
+        if at.size > MAX_COPIES:
+            raise ConfigError(f"the simulation recorded more than {MAX_COPIES:,} copies; lower the rate, the "
+                              "duration or the subscribers (every run is bounded)")
+        order = np.lexsort((sub, msg, at))
+        self._sub = array("l", sub[order].astype(np.dtype("l")).tobytes())
+        self._msg = array("q", msg[order].astype(np.int64).tobytes())
+        self._at = array("d", at[order].tobytes())
+        self._redelivered = array("b", bytes(at.size))
+        self.first_copies = int(at.size)
+        if self._got:
+            got = np.zeros(len(self) * self.subscribers, dtype=np.uint8)
+            got[msg * self.subscribers + sub] = 1
+            self._got = bytearray(got.tobytes())
+
     @property
     def copies(self) -> int:
         return len(self._at)
