@@ -59,6 +59,7 @@ lab: $(STAMP)
 
 bench: $(STAMP) brokers
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks paired
 
 soak: $(STAMP) brokers
 	$(BIN)/python -m benchmarks soak $(SOAK_ARGS)

@@ -41,11 +41,17 @@ def main() -> int:
 
     ``python -m benchmarks soak [--minutes 10] [--rate 200] ...``: the soak alone (see benchmarks/soak.py).
     ``python -m benchmarks sim [--append] [--quick]``: the simulation's speed alone (see benchmarks/sim_speed.py).
+    ``python -m benchmarks paired [ws sse amqp mqtt tcp] [--no-append]``: labkit and the minimal clients on one
+    ladder of rates, trial for trial (see benchmarks/paired.py; ~3 minutes per stack).
     """
     if sys.argv[1:2] == ["soak"]:
         from .soak import main as soak_main
 
         return soak_main(sys.argv[2:])
+    if sys.argv[1:2] == ["paired"]:
+        from .paired import main as paired_main
+
+        return paired_main(sys.argv[2:])
     if sys.argv[1:2] == ["sim"]:
         from .sim_speed import main as sim_main
 

@@ -1,0 +1,56 @@
+"""benchmarks/paired.py without brokers: the ladder, each side's verdict, and the walk on given verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.paired import STEP, Side, ladder, walk
+
+
+def test_the_ladder_climbs_by_step_from_start() -> None:
+    rates = ladder(10_000, rungs=4)
+    assert rates == [10_000, 10_600, 11_225, 11_900]  # x1.06 each, rounded to 25 msgs/s
+    assert STEP == pytest.approx(1.06)
+
+
+def test_a_side_decides_a_rate_by_the_majority_of_two_or_three_trials() -> None:
+    side = Side("labkit")
+    side.record(100, True)
+    assert side.needs(100)  # one trial decides nothing
+    side.record(100, True)
+    assert not side.needs(100) and side.good == 100 and side.climbing
+    side.record(110, True)
+    side.record(110, False, "p99")
+    assert side.needs(110)  # they disagree: a third decides
+    side.record(110, False, "behind")
+    assert side.good == 100 and side.bad == 110 and not side.climbing
+    assert side.reasons[110] == "behind" and not side.needs(120)
+
+
+async def test_the_walk_pairs_the_trials_and_stops_each_side_at_its_first_failure() -> None:
+    calls: list[tuple[str, float]] = []
+
+    def trial(name: str, limit: float):
+        async def run(rate: float) -> tuple[bool, str]:
+            calls.append((name, rate))
+            return rate <= limit, "" if rate <= limit else "p99"
+        return run
+
+    rates = [100.0, 110.0, 120.0, 130.0, 140.0, 150.0]
+    minimal, labkit = await walk(rates, trial("minimal", 135.0), trial("labkit", 115.0), lambda: False)
+    assert (minimal.good, minimal.bad) == (130.0, 140.0)
+    assert (labkit.good, labkit.bad) == (110.0, 120.0)
+    assert 150.0 not in {r for _, r in calls}  # both failed at 140: the walk ended
+    # Two trials each per rate while both climb, in alternating order; one side alone after the other stopped.
+    assert calls[:4] == [("minimal", 100.0), ("labkit", 100.0), ("labkit", 100.0), ("minimal", 100.0)]
+    assert [n for n, r in calls if r == 130.0] == ["minimal", "minimal"]
+
+
+async def test_the_walk_stops_when_time_is_up() -> None:
+    async def always(rate: float) -> tuple[bool, str]:
+        return True, ""
+
+    ticks = iter([False, False, True])
+    minimal, labkit = await walk(ladder(1_000, rungs=10), always, always, lambda: next(ticks))
+    assert minimal.good == labkit.good == ladder(1_000, rungs=2)[-1]
+    assert minimal.climbing and labkit.climbing  # undecided: neither failed
