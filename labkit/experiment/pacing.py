@@ -69,7 +69,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["pace", "PaceReport", "fine_timer_slack", "burst_grid_ns", "lag_bound_ns", "BEHIND_RATE_RATIO", "BEHIND_P99_LAG_NS",
+__all__ = ["pace", "PaceReport", "fine_timer_slack", "burst_grid_ns", "lag_bound_ns", "mean_rate", "BEHIND_RATE_RATIO", "BEHIND_P99_LAG_NS",
            "LATE_NS", "SLEEP_QUANTUM_NS", "NAP_MAX_NS", "SPIN_NS", "MIN_WAKE_NS", "MAX_GRID_NS", "GRID_RATE",
            "COARSE_MARGIN_NS"]
 
@@ -191,8 +191,8 @@ def lag_bound_ns(min_wake_ns: int) -> int:
     return max(BEHIND_P99_LAG_NS, 2 * int(min_wake_ns))
 
 
-def _mean_rate(offsets: Sequence[int]) -> float:
-    """Mean rate (msgs/s) of a schedule of ``offsets`` (ns): NaN with fewer than two or a zero-length span."""
+def mean_rate(offsets: Sequence[int] | np.ndarray) -> float:
+    """Mean rate (msgs/s) of a sorted schedule of ``offsets`` (ns): NaN with fewer than two or a zero-length span."""
     if len(offsets) < 2 or offsets[-1] <= offsets[0]:
         return math.nan
     return (len(offsets) - 1) * 1e9 / (offsets[-1] - offsets[0])
@@ -358,7 +358,7 @@ async def pace(
             raise ConfigError(f"{name}={value!r} must be a whole number of ns >= {low}")
     offsets = offsets_ns.tolist() if isinstance(offsets_ns, np.ndarray) else list(offsets_ns)
     if min_wake_ns is None:
-        min_wake_ns = burst_grid_ns(_mean_rate(offsets))
+        min_wake_ns = burst_grid_ns(mean_rate(offsets))
     total = len(offsets)
     sent_ns: list[int] = []
     append = sent_ns.append

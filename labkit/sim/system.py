@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ import numpy as np
 import simpy
 
 from ..errors import ConfigError
-from ..experiment.pacing import MIN_WAKE_NS, burst_grid_ns
+from ..experiment.pacing import MIN_WAKE_NS, burst_grid_ns, mean_rate
 from .broker import Broker
 from .clients import Publisher, Subscriber
 from .legs import legs_of
@@ -56,9 +55,7 @@ def pacer_wake_s(intended_s: np.ndarray) -> float:
     :func:`labkit.experiment.pacing.burst_grid_ns` of the schedule's mean
     rate: 200 µs up to 10,000 msgs/s, widening to 1 ms from 50,000 msgs/s.
     """
-    t = np.asarray(intended_s, dtype=np.float64)
-    span = float(t[-1] - t[0]) if t.size >= 2 else 0.0
-    return burst_grid_ns((t.size - 1) / span if span > 0 else math.nan) / 1e9
+    return burst_grid_ns(mean_rate(np.asarray(intended_s, dtype=np.float64) * 1e9)) / 1e9
 
 
 def release_times(intended_s: np.ndarray, min_wake_s: float) -> np.ndarray:
