@@ -33,7 +33,8 @@ from ..errors import ConfigError
 from .dtypes import RECEIVED_DTYPE, SENT_DTYPE
 from .histogram import Histogram
 
-__all__ = ["SENT_DTYPE", "RECEIVED_DTYPE", "Analysis", "analyse", "PHASES", "MESSAGE_COLUMNS"]
+__all__ = ["SENT_DTYPE", "RECEIVED_DTYPE", "Analysis", "RunCounts", "analyse", "rate_over", "PHASES",
+           "MESSAGE_COLUMNS"]
 
 #: Values of the ``phase`` column ("after": outside ``measure_window_ns``, past its end).
 PHASES = ("warmup", "measure", "after")
@@ -44,17 +45,8 @@ _SEQ_BITS = 40  # (pub, seq) packed into one int64 key: seq < 2**40, pub < 2**23
 
 
 @dataclass(eq=False)
-class Analysis:
-    """Everything :func:`analyse` computes.  Counts are measure-phase (message, subscriber) pairs.
-
-    ``latency_ms`` / ``latency_from_sent_ms``: first copies of measured
-    messages, from the intended / actual send time (ms, in row order).
-    ``send_lag_ms``: sent minus intended per measured message (ms).  Rates
-    are msgs/s: ``offered_rate`` and ``achieved_send_rate`` over the measured
-    messages' intended and actual send times (``(n-1)`` intervals from the
-    first intended send); ``throughput_msgs_s`` is deliveries (all subscribers)
-    per second from the first intended send to the last first-copy receive.
-    """
+class RunCounts:
+    """One run's counts (measure-phase (message, subscriber) pairs) and rates (msgs/s); see :class:`Analysis`."""
 
     subscribers: int
     sent_measured: int
@@ -69,6 +61,21 @@ class Analysis:
     offered_rate: float
     achieved_send_rate: float
     throughput_msgs_s: float
+
+
+@dataclass(eq=False)
+class Analysis(RunCounts):
+    """Everything :func:`analyse` computes.  Counts are measure-phase (message, subscriber) pairs.
+
+    ``latency_ms`` / ``latency_from_sent_ms``: first copies of measured
+    messages, from the intended / actual send time (ms, in row order).
+    ``send_lag_ms``: sent minus intended per measured message (ms).  Rates
+    are msgs/s: ``offered_rate`` and ``achieved_send_rate`` over the measured
+    messages' intended and actual send times (``(n-1)`` intervals from the
+    first intended send); ``throughput_msgs_s`` is deliveries (all subscribers)
+    per second from the first intended send to the last first-copy receive.
+    """
+
     latency_ms: np.ndarray = field(repr=False)
     latency_from_sent_ms: np.ndarray = field(repr=False)
     send_lag_ms: np.ndarray = field(repr=False)
@@ -107,7 +114,8 @@ def _as_records(data: Any, dtype: np.dtype, name: str) -> np.ndarray:
     return arr.ravel()
 
 
-def _rate(n: int, span_ns: int) -> float:
+def rate_over(n: int, span_ns: int) -> float:
+    """``n`` events over ``span_ns`` ns as msgs/s: ``(n - 1)`` intervals; NaN with fewer than two or no span."""
     return (n - 1) * 1e9 / span_ns if n >= 2 and span_ns > 0 else math.nan
 
 
@@ -235,8 +243,8 @@ def analyse(sent: np.ndarray, received: np.ndarray, subscribers: int,
         out_of_order=out_of_order,
         redelivered=int(np.count_nonzero(flagged & row_measured)),
         unknown=unknown,
-        offered_rate=_rate(n_measured, int(m_intended.max() - m_intended.min()) if n_measured else 0),
-        achieved_send_rate=_rate(n_measured, int(m_sent.max() - m_intended.min()) if n_measured else 0),
+        offered_rate=rate_over(n_measured, int(m_intended.max() - m_intended.min()) if n_measured else 0),
+        achieved_send_rate=rate_over(n_measured, int(m_sent.max() - m_intended.min()) if n_measured else 0),
         throughput_msgs_s=throughput,
         latency_ms=lat_ns / 1e6,
         latency_from_sent_ms=lat_sent_ns / 1e6,

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.histogram import Histogram
-from ..experiment.records import PHASES
+from ..experiment.records import PHASES, RunCounts, rate_over
 from .recording import to_ns
 
 __all__ = ["ArrayAnalysis", "analyse_arrays", "rows_of"]
@@ -31,22 +31,9 @@ _SEQ_BITS = 40
 
 
 @dataclass(eq=False)
-class ArrayAnalysis:
+class ArrayAnalysis(RunCounts):
     """The counters of :class:`labkit.experiment.records.Analysis` (same names and meanings), from arrays."""
 
-    subscribers: int
-    sent_measured: int
-    sent_warmup: int
-    expected: int
-    delivered: int
-    lost: int
-    duplicated: int
-    out_of_order: int
-    redelivered: int
-    unknown: int
-    offered_rate: float
-    achieved_send_rate: float
-    throughput_msgs_s: float
     latency_ms: np.ndarray = field(repr=False)
     latency_from_sent_ms: np.ndarray = field(repr=False)
     histogram: Histogram = field(repr=False)
@@ -70,10 +57,6 @@ class ArrayAnalysis:
         if values.size == 0:
             return {f"p{p:g}": math.nan for p in ps}
         return {f"p{p:g}": float(v) for p, v in zip(ps, np.percentile(values, ps))}
-
-
-def _rate(n: int, span_ns: int) -> float:
-    return (n - 1) * 1e9 / span_ns if n >= 2 and span_ns > 0 else math.nan
 
 
 def analyse_arrays(pub: np.ndarray, seq: np.ndarray, intended_s: np.ndarray, sent_s: np.ndarray,
@@ -124,8 +107,8 @@ def analyse_arrays(pub: np.ndarray, seq: np.ndarray, intended_s: np.ndarray, sen
         subscribers=subscribers, sent_measured=n_measured, sent_warmup=int(np.count_nonzero(phase == 0)),
         expected=n_measured * subscribers, delivered=delivered, lost=n_measured * subscribers - delivered,
         duplicated=0, out_of_order=out_of_order, redelivered=0, unknown=0,
-        offered_rate=_rate(n_measured, int(m_intended.max() - m_intended.min()) if n_measured else 0),
-        achieved_send_rate=_rate(n_measured, int(m_sent.max() - m_intended.min()) if n_measured else 0),
+        offered_rate=rate_over(n_measured, int(m_intended.max() - m_intended.min()) if n_measured else 0),
+        achieved_send_rate=rate_over(n_measured, int(m_sent.max() - m_intended.min()) if n_measured else 0),
         throughput_msgs_s=throughput, latency_ms=lat_ns / 1e6, latency_from_sent_ms=lat_sent_ns / 1e6,
         histogram=histogram, histogram_from_sent=histogram_sent, phase=phase,
         first_intended_ns=first_intended, last_received_ns=last_received)
