@@ -7,6 +7,7 @@ These tests read the files only; ``make test`` also executes every notebook
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -51,6 +52,15 @@ def test_no_outputs_or_execution_counts_are_committed(notebook):
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert not dirty, (f"{path.name}: cells {dirty} hold outputs or execution counts; clear them "
                        "(jupyter nbconvert --clear-output --inplace) before saving")
+
+
+def test_every_cell_has_its_own_id(notebook):
+    path, _ = notebook
+    cells = json.loads(path.read_text())["cells"]  # raw: nbformat.read would fill missing ids in silently
+    ids = [c.get("id") for c in cells]
+    missing = [i for i, cell_id in enumerate(ids) if not cell_id]
+    assert not missing, f"{path.name}: cells {missing} have no id (nbformat 4.5); open and save it in Jupyter"
+    assert len(set(ids)) == len(ids), f"{path.name}: two cells share an id"
 
 
 def test_opens_with_title_goals_and_time(notebook):
