@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import statistics
 import sys
 import time
@@ -46,6 +47,8 @@ STEP = 1.06
 #: Rates tried at most, and seconds of trials at most, per stack.
 MAX_RUNGS = 24
 BUDGET_S = 300.0
+#: Cores of this machine (the steal share is of all of them).
+CORES = os.cpu_count() or 1
 #: The target of issue 3: labkit's sustained rate at least this share of the minimal client's.
 TARGET = 0.8
 
@@ -120,7 +123,7 @@ async def measure(name: str, budget_s: float = BUDGET_S) -> dict[str, Any]:
 
     minimal_name, protocol, options, label = STACKS[name]
     crit = sustained.criteria()
-    began = time.monotonic()
+    began, stolen = time.monotonic(), steal_s()
     with sustained.stack(minimal_name) as (_, publisher, subscriber, url):
         floods = [await asyncio.to_thread(lambda: common.measure(publisher, subscriber, url)["flood_rate"])
                   for _ in range(3)]
@@ -149,7 +152,15 @@ async def measure(name: str, budget_s: float = BUDGET_S) -> dict[str, Any]:
             "labkit sustained": f"{lab_side.good:,.0f}", "labkit failed at": _failed(lab_side),
             "labkit / minimal": f"{ratio:.0%}", "80% target": _verdict(low, lab_side, ratio),
             "trials": sum(len(v) for s in (low, lab_side) for v in s.trials.values()),
-            "took s": f"{time.monotonic() - began:.0f}"}
+            "took s": f"{time.monotonic() - began:.0f}",
+            "steal %": f"{(steal_s() - stolen) / (time.monotonic() - began) / CORES * 100:.1f}"}
+
+
+def steal_s() -> float:
+    """CPU seconds the hypervisor gave other guests while this VM's cores wanted to run, all cores (0 if unknown)."""
+    import psutil
+
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def _failed(side: Side) -> str:
@@ -192,7 +203,9 @@ def main(argv: list[str]) -> int:
                "measured, nothing lost, p99 <= 100 ms, publisher >= 95% of the rate, subscriber keeping up), "
                "the majority of two trials (three when they disagree) deciding a side's rate; a side's sustained "
                "rate is the last it passed before its first failure. Others' CPU during the runs: "
-               f"{common._others_pct(before):.0f}% of the machine.\n\n{table(rows)}\n")
+               f"{common._others_pct(before):.0f}% of the machine; steal %: the share of the machine's CPU time "
+               "the hypervisor gave to other guests during the stack's ladder (a busy host moves these "
+               "figures more than anything in labkit).\n\n{table(rows)}\n")
     if "--no-append" not in argv:
         with RESULTS.open("a") as f:
             f.write(section)

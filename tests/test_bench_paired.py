@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks import paired
 from benchmarks.paired import STEP, Side, ladder, walk
 
 
@@ -54,3 +55,9 @@ async def test_the_walk_stops_when_time_is_up() -> None:
     minimal, labkit = await walk(ladder(1_000, rungs=10), always, always, lambda: next(ticks))
     assert minimal.good == labkit.good == ladder(1_000, rungs=2)[-1]
     assert minimal.climbing and labkit.climbing  # undecided: neither failed
+
+
+def test_steal_is_a_non_decreasing_count_of_seconds() -> None:
+    first = paired.steal_s()
+    second = paired.steal_s()
+    assert isinstance(first, float) and 0.0 <= first <= second
