@@ -41,8 +41,9 @@ def main() -> int:
 
     ``python -m benchmarks soak [--minutes 10] [--rate 200] ...``: the soak alone (see benchmarks/soak.py).
     ``python -m benchmarks sim [--append] [--quick]``: the simulation's speed alone (see benchmarks/sim_speed.py).
-    ``python -m benchmarks paired [ws sse amqp mqtt tcp] [--no-append]``: labkit and the minimal clients on one
-    ladder of rates, trial for trial (see benchmarks/paired.py; ~3 minutes per stack).
+    ``python -m benchmarks paired [ws sse amqp mqtt tcp] [--ladders=N] [--no-append]``: labkit and the minimal
+    clients on one ladder of rates, trial for trial, N ladders per stack (see benchmarks/paired.py; ~3 minutes
+    per ladder).
     """
     if sys.argv[1:2] == ["soak"]:
         from .soak import main as soak_main

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import paired
+from labkit.errors import ConfigError
 from benchmarks.paired import STEP, Side, ladder, walk
 
 
@@ -61,3 +62,20 @@ def test_steal_is_a_non_decreasing_count_of_seconds() -> None:
     first = paired.steal_s()
     second = paired.steal_s()
     assert isinstance(first, float) and 0.0 <= first <= second
+
+
+def test_the_target_is_judged_on_the_median_of_the_decided_ladders() -> None:
+    median, verdict = paired.over_ladders([0.94, 0.75, float("nan"), 0.84])
+    assert median == pytest.approx(0.84)
+    assert verdict.startswith("**met**") and "median of 3 decided; 2 of them >= 80%" in verdict
+    median, verdict = paired.over_ladders([0.63, 0.67, 0.94])
+    assert median == pytest.approx(0.67) and verdict.startswith("**not met**")
+    median, verdict = paired.over_ladders([float("nan")])
+    assert median != median and verdict == "undecided in all 1 ladders"
+
+
+def test_an_unknown_option_or_a_bad_ladder_count_is_refused_before_anything_runs() -> None:
+    with pytest.raises(ConfigError, match="--ladders=N"):
+        paired.main(["ws", "--ladder=3"])
+    with pytest.raises(ConfigError, match="--ladders=0 must be a whole number from 1 to 9"):
+        paired.main(["ws", "--ladders=0"])
