@@ -17,7 +17,7 @@ help:
 	@echo "make demo    - start the lab, compare the protocols, write exports/"
 	@echo "make test    - run every test, notebooks included"
 	@echo "make lab     - open JupyterLab on notebooks/"
-	@echo "make bench   - run the benchmarks, append to benchmarks/RESULTS.md"
+	@echo "make bench   - run the benchmarks, append to benchmarks/RESULTS.md (long: the paired ladders alone ~30 min)"
 	@echo "make soak    - 10-minute soak of all four protocols at once (takes ~11 minutes; not in test or bench)"
 	@echo "make doctor  - say which brokers can run here"
 

@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
                "measurement) and the target is judged on the median of their ratios. Others' CPU during the runs: "
                f"{common._others_pct(before):.0f}% of the machine; steal %: the share of the machine's CPU time "
                "the hypervisor gave to other guests during the stack's ladder (a busy host moves these "
-               "figures more than anything in labkit).\n\n{table(overall)}\nEvery ladder:\n\n{table(rows)}\n")
+               f"figures more than anything in labkit).\n\n{table(overall)}\nEvery ladder:\n\n{table(rows)}\n")
     if "--no-append" not in argv:
         with RESULTS.open("a") as f:
             f.write(section)

@@ -79,3 +79,18 @@ def test_an_unknown_option_or_a_bad_ladder_count_is_refused_before_anything_runs
         paired.main(["ws", "--ladder=3"])
     with pytest.raises(ConfigError, match="--ladders=0 must be a whole number from 1 to 9"):
         paired.main(["ws", "--ladders=0"])
+
+
+def test_the_section_shows_the_median_table_and_every_ladder(monkeypatch, capsys) -> None:
+    ratios = iter([0.9, 0.7, 0.85])
+
+    async def fake_measure(name: str) -> dict:
+        ratio = next(ratios)
+        return {"stack": "WebSockets", "labkit / minimal": f"{ratio:.0%}", "_ratio": ratio}
+
+    monkeypatch.setattr(paired, "measure", fake_measure)
+    assert paired.main(["ws", "--ladders=3", "--no-append"]) == 0
+    out = capsys.readouterr().out
+    assert "{table(" not in out  # the tables are filled in, not left as text
+    assert "| WebSockets | 90%, 70%, 85% | 85% | **met** (median of 3 decided; 2 of them >= 80%) |" in out
+    assert out.count("| 1 of 3 | WebSockets | 90% |") == 1 and "| 3 of 3 | WebSockets | 85% |" in out
