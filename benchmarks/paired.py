@@ -9,7 +9,7 @@ so their ratio moves more than the 20% margin the target leaves.  Here the two w
 together: at each rate, a round is one trial of the minimal client then one of labkit (the order flips every
 round), so a drift of the machine reaches both.  Each trial is what its own search runs: the minimal
 client's :func:`benchmarks.minimal.sustained.trial` and labkit's ``run`` judged by find_capacity's rule
-(``runner._capacity_ok``), both with :func:`benchmarks.minimal.sustained.criteria` (0.5 s warm-up, 2 s
+(``runner._capacity_failures``), both with :func:`benchmarks.minimal.sustained.criteria` (0.5 s warm-up, 2 s
 measured, nothing lost, p99 <= 100 ms, publisher >= 95% of the rate, subscriber keeping up).
 
 The ladder starts at :data:`START_OF_FLOOD` of the minimal client's flood rate (median of 3) and climbs by
@@ -121,7 +121,7 @@ async def walk(rates: list[float], minimal: Callable[[float], Any], labkit: Call
 async def measure(name: str, budget_s: float = BUDGET_S) -> dict[str, Any]:
     """One stack: the minimal client's flood, then the paired walk; one row of the table."""
     from labkit import Lab
-    from labkit.experiment.runner import _capacity_ok, run
+    from labkit.experiment.runner import _capacity_failures, run
 
     from .harness import CAPACITY
 
@@ -141,10 +141,8 @@ async def measure(name: str, budget_s: float = BUDGET_S) -> dict[str, Any]:
         async with Lab([protocol] if protocol != "tcp" else ["ws"]) as lab:  # tcp: labkit's relay, any broker
             async def labkit(rate: float) -> tuple[bool, str]:
                 row = (await run(protocol, CAPACITY.replace(rate=rate), lab=lab, options=options)).summary.iloc[0]
-                ok = _capacity_ok(row, crit.p99_ms)
-                why = [k for k, bad in (("lost", int(row["lost"]) > 0), ("p99", float(row["p99_ms"]) > crit.p99_ms),
-                                        ("behind", bool(row["behind"])),
-                                        ("sub behind", bool(row["subscribers_behind"]))) if bad]
+                why = _capacity_failures(row, crit.p99_ms)
+                ok = not why
                 print(f"  {rate:>9,.0f} labkit  {'pass' if ok else 'FAIL ' + ', '.join(why)}", flush=True)
                 return ok, ", ".join(why)
 

@@ -306,7 +306,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                                        max_rate=args.max_rate, steps=args.steps, options=opts,
                                        workers=args.workers, mqtt=args.mqtt_broker,
                                        progress=None if args.quiet else _progress))
-    cols = ["rate", "achieved_send_rate", "throughput_msgs_s", "lost", "p99_ms", "behind", "capacity_ok"]
+    cols = ["rate", "achieved_send_rate", "throughput_msgs_s", "lost", "p99_ms", "behind", "capacity_ok",
+            "capacity_failed"]
     rows = [{c: (round(v, 3) if isinstance(v, float) else v) for c, v in r.items()}
             for r in result.summary[cols].to_dict("records")]
     print(_table(rows, cols))

@@ -14,6 +14,7 @@ import pytest
 
 from labkit.experiment import runner
 from labkit.experiment.result import Result
+from labkit.experiment.runner import _capacity_failures
 
 
 class StandInLab:
@@ -90,6 +91,16 @@ async def test_one_disturbed_run_does_not_move_the_answer(runs) -> None:
     assert disturbed.meta["capacity_msgs_s"] == calm.meta["capacity_msgs_s"] == 6_000
     at_4000 = disturbed.summary[disturbed.summary["rate"] == 4000]
     assert at_4000["capacity_ok"].tolist() == [False, True, True] and at_4000["capacity_pass"].all()
+    assert at_4000["capacity_failed"].tolist() == ["lost", "", ""]  # each run says which rule it broke
+
+
+def test_each_broken_capacity_rule_is_named() -> None:
+    calm = {"lost": 0, "p99_ms": 4.0, "behind": False, "subscribers_behind": False}
+    assert _capacity_failures(calm, p99_ms=10.0) == []
+    assert _capacity_failures({**calm, "p99_ms": 10.0}, p99_ms=10.0) == []  # the bound itself passes
+    everything = {"lost": 3, "p99_ms": 12.0, "behind": True, "subscribers_behind": True}
+    assert _capacity_failures(everything, p99_ms=10.0) == ["lost", "p99", "behind", "sub behind"]
+    assert _capacity_failures({**calm, "p99_ms": float("nan")}, p99_ms=10.0) == ["p99"]  # nothing measured
 
 
 async def test_a_rate_far_out_of_reach_is_settled_by_one_run(runs) -> None:

@@ -112,7 +112,7 @@ def period_ns(rate: float) -> int:
 
 def judge(rate: float, rows: Any, sent: int, warm: int, t0_ns: int, last_sent_ns: int, crit: Criteria,
           unsent: int = 0) -> Outcome:
-    """Did one trial sustain ``rate`` msgs/s?  labkit's ``_capacity_ok`` on the minimal harness's records.
+    """Did one trial sustain ``rate`` msgs/s?  labkit's ``_capacity_failures`` on the minimal harness's records.
 
     ``rows``: (received ns, seq, due ns, sent ns) per copy received, seqs ``0..sent-1`` due at
     ``t0_ns + seq * period_ns(rate)``; the first ``warm`` are warm-up and left out of every number.

@@ -394,10 +394,12 @@ CAPACITY_AGREE = 2
 CAPACITY_FAR_BELOW = 0.5
 
 
-def _capacity_ok(row: Any, p99_ms: float) -> bool:
-    """One find_capacity run passes: nothing lost, p99 in bound, publishers kept the rate, subscribers kept up."""
-    return (int(row["lost"]) == 0 and float(row["p99_ms"]) <= p99_ms and not bool(row["behind"])
-            and not bool(row["subscribers_behind"]))
+def _capacity_failures(row: Any, p99_ms: float) -> list[str]:
+    """The find_capacity rules a run's summary ``row`` broke: ``lost``, ``p99`` (over ``p99_ms`` ms, or none
+    measured), ``behind`` (the publishers did not keep the rate), ``sub behind``; empty when it passes."""
+    return [rule for rule, broken in (("lost", int(row["lost"]) > 0), ("p99", not float(row["p99_ms"]) <= p99_ms),
+                                      ("behind", bool(row["behind"])),
+                                      ("sub behind", bool(row["subscribers_behind"]))) if broken]
 
 
 def _far_below(row: Any, rate: float) -> bool:
@@ -421,8 +423,9 @@ async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_
     under half the offered rate settles a failure alone.  At most ``2 * steps``
     runs in all: when they run out, the search stops with what it has.
     Every run is in the Result (``capacity_trial`` numbers them, ``capacity_step``
-    the rate they belong to, ``capacity_ok`` their own verdict, ``capacity_pass``
-    the rate's); ``meta["capacity_msgs_s"]`` holds the answer.
+    the rate they belong to, ``capacity_ok`` their own verdict and
+    ``capacity_failed`` the rules they broke, ``capacity_pass`` the rate's);
+    ``meta["capacity_msgs_s"]`` holds the answer.
     """
     for name, value in (("p99_ms", p99_ms), ("start_rate", start_rate), ("max_rate", max_rate)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -449,10 +452,11 @@ async def find_capacity(protocol: str, workload: Workload | None = None, *, p99_
                 r = await run_on(scope.target(protocol), base.replace(rate=rate), options, scenario="capacity",
                                  workers=workers)
                 row = r.summary.iloc[0]
-                ok = _capacity_ok(row, p99_ms)
+                broken = _capacity_failures(row, p99_ms)
+                ok = not broken
                 passed, failed = passed + ok, failed + (not ok)
                 step_results.append(add_columns(r, capacity_trial=len(results), capacity_step=step,
-                                                capacity_ok=ok))
+                                                capacity_ok=ok, capacity_failed=", ".join(broken)))
                 results.append(step_results[-1])
                 if not ok and _far_below(row, rate):
                     failed = CAPACITY_AGREE
