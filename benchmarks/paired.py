@@ -118,8 +118,11 @@ async def walk(rates: list[float], minimal: Callable[[float], Any], labkit: Call
     return sides["minimal"], sides["labkit"]
 
 
-async def measure(name: str, budget_s: float = BUDGET_S) -> dict[str, Any]:
-    """One stack: the minimal client's flood, then the paired walk; one row of the table."""
+async def measure(name: str, budget_s: float = BUDGET_S) -> tuple[dict[str, Any], float]:
+    """One ladder of one stack: the minimal client's flood, then the paired walk.
+
+    Returns the ladder's row of the table and its labkit / minimal ratio (NaN when the minimal client's
+    side left it undecided)."""
     from labkit import Lab
     from labkit.experiment.runner import _capacity_failures, run
 
@@ -149,14 +152,14 @@ async def measure(name: str, budget_s: float = BUDGET_S) -> dict[str, Any]:
             t0 = time.monotonic()
             low, lab_side = await walk(ladder(start), minimal, labkit, lambda: time.monotonic() - t0 > budget_s)
     ratio = lab_side.good / low.good if low.good else float("nan")
-    return {"stack": label, "minimal flood msgs/s": common.spread(floods), "ladder from": f"{start:,.0f}",
+    row = {"stack": label, "minimal flood msgs/s": common.spread(floods), "ladder from": f"{start:,.0f}",
             "minimal sustained": f"{low.good:,.0f}", "minimal failed at": _failed(low),
             "labkit sustained": f"{lab_side.good:,.0f}", "labkit failed at": _failed(lab_side),
             "labkit / minimal": f"{ratio:.0%}", "80% target": _verdict(low, lab_side, ratio),
             "trials": sum(len(v) for s in (low, lab_side) for v in s.trials.values()),
             "took s": f"{time.monotonic() - began:.0f}",
-            "steal %": f"{(steal_s() - stolen) / (time.monotonic() - began) / CORES * 100:.1f}",
-            "_ratio": ratio if low.bad is not None and low.good else float("nan")}
+            "steal %": f"{(steal_s() - stolen) / (time.monotonic() - began) / CORES * 100:.1f}"}
+    return row, ratio if _decided(low) else float("nan")
 
 
 def steal_s() -> float:
@@ -183,11 +186,15 @@ def _failed(side: Side) -> str:
     return f"{side.bad:,.0f} ({side.reasons.get(side.bad, '') or 'majority failed'})"
 
 
+def _decided(minimal: Side) -> bool:
+    """The minimal client's side found its sustained rate: it passed the first rate and failed a later one."""
+    return minimal.bad is not None and minimal.good > 0
+
+
 def _verdict(minimal: Side, labkit: Side, ratio: float) -> str:
-    if minimal.bad is None:
-        return "undecided: the minimal client never failed"
-    if minimal.good == 0:
-        return "undecided: the minimal client failed the first rate"
+    if not _decided(minimal):
+        return ("undecided: the minimal client never failed" if minimal.bad is None
+                else "undecided: the minimal client failed the first rate")
     if labkit.good == 0:
         return "not met: labkit failed the first rate"
     return "**met**" if ratio >= TARGET else "**not met**"
@@ -203,25 +210,23 @@ def main(argv: list[str]) -> int:
     unknown = [n for n in names if n not in STACKS]
     if unknown:
         raise ConfigError(f"unknown stack(s) {unknown}; pick from {', '.join(STACKS)}")
+    ladders = LADDERS
+    for arg in (a for a in argv if a.startswith("--") and a != "--no-append"):
+        value = arg.removeprefix("--ladders=")
+        if value == arg:
+            raise ConfigError(f"unknown option {arg}; use --ladders=N (1-9) or --no-append")
+        if not value.isdigit() or not 1 <= int(value) <= 9:
+            raise ConfigError(f"--ladders={value} must be a whole number from 1 to 9")
+        ladders = int(value)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     before = common._others_cpu()
-    flags = [a for a in argv if a.startswith("--") and a != "--no-append" and not a.startswith("--ladders=")]
-    if flags:
-        raise ConfigError(f"unknown option(s) {flags}; use --ladders=N (1-9) or --no-append")
-    ladders = LADDERS
-    for arg in argv:
-        if arg.startswith("--ladders="):
-            value = arg.split("=", 1)[1]
-            if not value.isdigit() or not 1 <= int(value) <= 9:
-                raise ConfigError(f"--ladders={value} must be a whole number from 1 to 9")
-            ladders = int(value)
     rows, overall = [], []
     for name in names:
         ratios = []
         for k in range(ladders):
             print(f"{name}, ladder {k + 1} of {ladders}:", flush=True)
-            row = asyncio.run(measure(name))
-            ratios.append(row.pop("_ratio"))
+            row, ratio = asyncio.run(measure(name))
+            ratios.append(ratio)
             rows.append({"ladder": f"{k + 1} of {ladders}", **row})
             print(rows[-1], flush=True)
         median, verdict = over_ladders(ratios)

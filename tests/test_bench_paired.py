@@ -75,7 +75,7 @@ def test_the_target_is_judged_on_the_median_of_the_decided_ladders() -> None:
 
 
 def test_an_unknown_option_or_a_bad_ladder_count_is_refused_before_anything_runs() -> None:
-    with pytest.raises(ConfigError, match="--ladders=N"):
+    with pytest.raises(ConfigError, match="unknown option --ladder=3; use --ladders=N"):
         paired.main(["ws", "--ladder=3"])
     with pytest.raises(ConfigError, match="--ladders=0 must be a whole number from 1 to 9"):
         paired.main(["ws", "--ladders=0"])
@@ -84,9 +84,9 @@ def test_an_unknown_option_or_a_bad_ladder_count_is_refused_before_anything_runs
 def test_the_section_shows_the_median_table_and_every_ladder(monkeypatch, capsys) -> None:
     ratios = iter([0.9, 0.7, 0.85])
 
-    async def fake_measure(name: str) -> dict:
+    async def fake_measure(name: str) -> tuple[dict, float]:
         ratio = next(ratios)
-        return {"stack": "WebSockets", "labkit / minimal": f"{ratio:.0%}", "_ratio": ratio}
+        return {"stack": "WebSockets", "labkit / minimal": f"{ratio:.0%}"}, ratio
 
     monkeypatch.setattr(paired, "measure", fake_measure)
     assert paired.main(["ws", "--ladders=3", "--no-append"]) == 0
@@ -94,3 +94,14 @@ def test_the_section_shows_the_median_table_and_every_ladder(monkeypatch, capsys
     assert "{table(" not in out  # the tables are filled in, not left as text
     assert "| WebSockets | 90%, 70%, 85% | 85% | **met** (median of 3 decided; 2 of them >= 80%) |" in out
     assert out.count("| 1 of 3 | WebSockets | 90% |") == 1 and "| 3 of 3 | WebSockets | 85% |" in out
+
+
+def test_a_ladder_the_minimal_client_left_undecided_gives_no_ratio() -> None:
+    never_failed, failed_first = Side("minimal", good=200), Side("minimal", bad=100)
+    found = Side("minimal", good=200, bad=212)
+    labkit = Side("labkit", good=150, bad=160)
+    assert [paired._decided(s) for s in (never_failed, failed_first, found)] == [False, False, True]
+    assert paired._verdict(never_failed, labkit, 0.75) == "undecided: the minimal client never failed"
+    assert paired._verdict(failed_first, labkit, 0.75) == "undecided: the minimal client failed the first rate"
+    assert paired._verdict(found, labkit, 0.75) == "**not met**"
+    assert paired._verdict(found, Side("labkit", bad=100), 0.0) == "not met: labkit failed the first rate"
