@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 
 import pytest
 
@@ -40,6 +41,32 @@ async def test_fan_out_reaches_every_other_client_but_not_the_sender(hub_url):
         # The hub relays to every connection on the topic except the one that sent the frame:
         # `own` is a different connection from a's publishing one, so it receives them too.
         assert [int((await own.get(5)).payload) for _ in range(50)] == list(range(50))
+
+
+async def test_a_send_only_connection_is_relayed_nothing_but_its_frames_go_out(hub_url):
+    from websockets.asyncio.client import connect
+
+    async with connect(f"{hub_url}/ws/quiet?send_only=1") as sender, connect(f"{hub_url}/ws/quiet") as other, \
+            connect(f"{hub_url}/ws/quiet") as receiver:
+        await other.send(b"to everyone who receives")
+        assert await asyncio.wait_for(receiver.recv(), 5) == b"to everyone who receives"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sender.recv(), 0.3)  # relayed nothing
+        await sender.send(b"from the sender")
+        assert await asyncio.wait_for(receiver.recv(), 5) == b"from the sender"
+        assert await asyncio.wait_for(other.recv(), 5) == b"from the sender"
+
+
+async def test_publishers_on_one_topic_are_not_sent_each_others_frames() -> None:
+    async with WsHub() as hub, WsClient(hub.urls["ws"]) as a, WsClient(hub.urls["ws"]) as b, \
+            WsClient(hub.urls["ws"]) as c, WsClient(hub.urls["ws"]) as sub_client:
+        sub = await sub_client.subscribe("fleet")
+        for i, publisher in enumerate((a, b, c)):
+            await publisher.publish("fleet", str(i).encode())
+        assert sorted([(await sub.get(5)).payload for _ in range(3)]) == [b"0", b"1", b"2"]
+        # Only the subscription's connection is in the room: publishing connections are send-only.
+        assert len(hub.rooms["fleet"]) == 1
+        assert a.settings()["publish_connections"].startswith("send-only")
 
 
 async def test_topics_are_isolated(hub_url):

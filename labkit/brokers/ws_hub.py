@@ -2,7 +2,10 @@
 
 Contract: a client connects to ``ws://HOST:PORT/ws/{topic}``; every frame it
 sends goes to every *other* client connected to the same topic, text as text
-and binary as binary.  Per-message compression is off (it cost ~27% of
+and binary as binary.  A connection opened with ``?send_only=1`` sends like
+any other but is relayed nothing: labkit's client publishes that way (it
+subscribes on connections of its own), so that N publishers on one topic do
+not cost the hub N - 1 copies of every frame that nobody reads.  Per-message compression is off (it cost ~27% of
 throughput here and would hide the protocol's own cost); frames up to
 ``max_frame_bytes`` (extra option, default 1 MiB).
 
@@ -104,6 +107,11 @@ class WsHub(ServedBroker):
         path = request.path.split("?", 1)[0]
         return path[len(WS_PATH):] if path.startswith(WS_PATH) else None
 
+    @staticmethod
+    def _receives(request: Request) -> bool:
+        """False for a ``?send_only=1`` connection, which the hub relays nothing to."""
+        return parse_qs(urlsplit(request.path).query).get("send_only", ["0"])[-1] not in ("1", "true")
+
     def _authorized(self, request: Request) -> bool:
         if self.credentials is None:
             return True
@@ -126,7 +134,7 @@ class WsHub(ServedBroker):
         return None
 
     def _join(self, connection: ServerConnection, request: Request, response: Response) -> None:
-        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
+        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and self._receives(request):
             topic = self._topic_of(request)
             assert topic is not None
             self.rooms.setdefault(topic, set()).add(connection)
@@ -134,19 +142,25 @@ class WsHub(ServedBroker):
     async def _serve(self, connection: ServerConnection) -> None:
         topic = self._topic_of(connection.request)  # type: ignore[arg-type]
         assert topic is not None
-        room = self.rooms.setdefault(topic, set())
-        room.add(connection)
+        receives = self._receives(connection.request)  # type: ignore[arg-type]
+        if receives:
+            self.rooms.setdefault(topic, set()).add(connection)
         try:
             async for frame in connection:
-                others = [c for c in room if c is not connection]
-                if others:
-                    websockets.broadcast(others, frame)
+                # Looked up per frame: a send-only connection is in no room, which may come and go meanwhile.
+                room = self.rooms.get(topic)
+                if room:
+                    others = [c for c in room if c is not connection] if receives else room
+                    if others:
+                        websockets.broadcast(others, frame)
         except websockets.ConnectionClosedError:
             pass
         finally:
-            room.discard(connection)
-            if not room and self.rooms.get(topic) is room:
-                del self.rooms[topic]
+            room = self.rooms.get(topic)
+            if room is not None:
+                room.discard(connection)
+                if not room:
+                    del self.rooms[topic]
 
     async def start(self) -> dict[str, str]:
         """Bind (port 0: a free one), return ``{"ws": "ws://127.0.0.1:PORT"}`` (the token is not in it)."""

@@ -2,7 +2,9 @@
 
 One connection per topic and direction: publishing on a topic uses one
 connection, and each subscription has its own, because the hub relays a
-frame to every connection on the topic *but the sender's*.  The WebSocket
+frame to every connection on the topic *but the sender's*.  Publishing
+connections open with ``?send_only=1``, so the hub relays nothing to them
+(nobody would read it: a client's subscriptions have connections of their own).  The WebSocket
 protocol has no subscription acknowledgement; ``subscribe()`` returns when
 the opening handshake is complete, and the hub has by then joined the
 connection to its room (see :mod:`labkit.brokers.ws_hub`).
@@ -61,15 +63,15 @@ class WsClient(Client):
         self._opening: dict[str, asyncio.Future[ClientConnection]] = {}
         self._closed = False
 
-    def _topic_url(self, topic: str) -> str:
+    def _topic_url(self, topic: str, send_only: bool = False) -> str:
         wire = self.wire_topic(topic)
         problem = hub_topic_problem(wire)
         if problem:
             raise ConfigError(problem)
-        return f"{self._base.rstrip('/')}/ws/{wire}"
+        return f"{self._base.rstrip('/')}/ws/{wire}" + ("?send_only=1" if send_only else "")
 
-    async def _open(self, topic: str) -> ClientConnection:
-        url = self._topic_url(topic)
+    async def _open(self, topic: str, send_only: bool = False) -> ClientConnection:
+        url = self._topic_url(topic, send_only)
         started = time.perf_counter()
         try:
             conn = await asyncio.wait_for(self._connect(url), self.timeout)
@@ -106,6 +108,7 @@ class WsClient(Client):
         """Client defaults that move the numbers (see :meth:`Client.settings`)."""
         out = super().settings()
         out.update(compression=self.compression, connection_per="topic and direction",
+                   publish_connections="send-only (?send_only=1: the hub relays nothing to them)",
                    library=f"websockets {_dist_version('websockets')}")
         return out
 
@@ -123,7 +126,7 @@ class WsClient(Client):
             pending = asyncio.get_running_loop().create_future()
             self._opening[topic] = pending
             try:
-                conn = await self._open(topic)
+                conn = await self._open(topic, send_only=True)
             except BaseException as exc:
                 pending.set_exception(exc)
                 pending.exception()  # mark retrieved
