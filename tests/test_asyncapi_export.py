@@ -206,7 +206,9 @@ def test_servers_follow_the_protocols_and_the_lab_urls():
     assert collab["servers"]["sse"]["protocol"] == "http"
     assert collab["servers"]["sse"]["variables"]["port"]["default"] == "40999"
     assert "default" not in make("game").asyncapi()["servers"]["ws"]["variables"]["port"]
-    assert make("game").asyncapi()["channels"]["state"]["bindings"]["ws"]["method"] == "GET"
+    ws_binding = make("game").asyncapi()["channels"]["state"]["bindings"]["ws"]
+    assert ws_binding["method"] == "GET"
+    assert ws_binding["query"]["properties"]["send_only"]["enum"] == ["1"]  # the hub's send-only connections
     flights = make("flights").asyncapi()
     headers = flights["components"]["messages"]["departure"]["bindings"]["http"]["headers"]
     assert headers["properties"]["Content-Type"]["const"] == "text/event-stream"

@@ -2,8 +2,9 @@
 
 The WebSocket hub (server ``ws``, path ``/ws``): a channel is a hub topic,
 opened with an HTTP ``GET`` upgrade to ``/ws/{topic}``; every frame a client
-sends goes to every other client on that topic (WebSockets channel binding
-0.1.0: ``method: GET``).  The SSE hub (server ``sse``, protocol ``http``, path
+sends goes to every other client on that topic but those that connected with
+``?send_only=1`` (WebSockets channel binding 0.1.0: ``method: GET`` and that
+query parameter).  The SSE hub (server ``sse``, protocol ``http``, path
 ``/sse``): a receiver reads ``GET /sse/{topic}`` as ``text/event-stream``, each
 event's ``data`` being the message; a sender posts to the same path (HTTP
 operation binding 0.3.0: the method; message binding: the
@@ -28,9 +29,15 @@ SSE_MESSAGE_BINDINGS: dict[str, Any] = {"http": {
     "bindingVersion": HTTP_BINDING}}
 
 
+#: The hub's one query parameter (besides the token): a connection that only sends.
+_SEND_ONLY = {"send_only": {"type": "string", "enum": ["1"],
+                            "description": "1: the hub relays nothing to this connection (it only sends)"}}
+
+
 def ws_channel() -> dict[str, Any]:
-    """WebSockets channel bindings: the hub's upgrade is a plain GET."""
-    return {"ws": {"method": "GET", "bindingVersion": WS_BINDING}}
+    """WebSockets channel bindings: the hub's upgrade is a plain GET, with an optional ``send_only`` query."""
+    return {"ws": {"method": "GET", "query": {"type": "object", "properties": _SEND_ONLY},
+                   "bindingVersion": WS_BINDING}}
 
 
 def http_op(method: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
