@@ -5,9 +5,10 @@ sends goes to every *other* client connected to the same topic, text as text
 and binary as binary.  A connection opened with ``?send_only=1`` sends like
 any other but is relayed nothing: labkit's client publishes that way (it
 subscribes on connections of its own), so that N publishers on one topic do
-not cost the hub N - 1 copies of every frame that nobody reads.  Per-message compression is off (it cost ~27% of
-throughput here and would hide the protocol's own cost); frames up to
-``max_frame_bytes`` (extra option, default 1 MiB).
+not cost the hub N - 1 copies of every frame that nobody reads.
+Per-message compression is off (it cost ~27% of throughput here and would
+hide the protocol's own cost); frames up to ``max_frame_bytes`` (extra
+option, default 1 MiB).
 
 A connection joins its room just before the hub sends the ``101`` answer, so
 once a client's handshake is complete it receives every frame sent after.
@@ -39,7 +40,7 @@ from websockets.http11 import Request, Response
 from ..errors import ConfigError
 from ..net import check_host, connect_host, is_loopback
 from ..security import bearer_token, credentials_from_extra, token_matches
-from ..wire.topics import hub_topic_problem
+from ..wire.topics import SEND_ONLY, hub_topic_problem
 from .base import ServedBroker
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class WsHub(ServedBroker):
     @staticmethod
     def _receives(request: Request) -> bool:
         """False for a ``?send_only=1`` connection, which the hub relays nothing to."""
-        return parse_qs(urlsplit(request.path).query).get("send_only", ["0"])[-1] not in ("1", "true")
+        return parse_qs(urlsplit(request.path).query).get(SEND_ONLY, [""])[-1] != "1"
 
     def _authorized(self, request: Request) -> bool:
         if self.credentials is None:
@@ -142,9 +143,7 @@ class WsHub(ServedBroker):
     async def _serve(self, connection: ServerConnection) -> None:
         topic = self._topic_of(connection.request)  # type: ignore[arg-type]
         assert topic is not None
-        receives = self._receives(connection.request)  # type: ignore[arg-type]
-        if receives:
-            self.rooms.setdefault(topic, set()).add(connection)
+        receives = connection in self.rooms.get(topic, ())  # _join put every receiving connection in its room
         try:
             async for frame in connection:
                 # Looked up per frame: a send-only connection is in no room, which may come and go meanwhile.

@@ -4,8 +4,8 @@ One connection per topic and direction: publishing on a topic uses one
 connection, and each subscription has its own, because the hub relays a
 frame to every connection on the topic *but the sender's*.  Publishing
 connections open with ``?send_only=1``, so the hub relays nothing to them
-(nobody would read it: a client's subscriptions have connections of their own).  The WebSocket
-protocol has no subscription acknowledgement; ``subscribe()`` returns when
+(nobody would read it: a client's subscriptions have connections of their
+own).  The WebSocket protocol has no subscription acknowledgement; ``subscribe()`` returns when
 the opening handshake is complete, and the hub has by then joined the
 connection to its room (see :mod:`labkit.brokers.ws_hub`).
 """
@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from ..errors import AuthError, ConfigError, ConnectError, LabkitTimeout, ProtocolError
 from ..security import redact_url, split_token
-from ..wire.topics import hub_topic_problem
+from ..wire.topics import SEND_ONLY, hub_topic_problem
 from .base import Ack, Client, Message, Subscription
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class WsClient(Client):
         problem = hub_topic_problem(wire)
         if problem:
             raise ConfigError(problem)
-        return f"{self._base.rstrip('/')}/ws/{wire}" + ("?send_only=1" if send_only else "")
+        return f"{self._base.rstrip('/')}/ws/{wire}" + (f"?{SEND_ONLY}=1" if send_only else "")
 
     async def _open(self, topic: str, send_only: bool = False) -> ClientConnection:
         url = self._topic_url(topic, send_only)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["HUB_TOPIC_MAX", "hub_topic_problem", "check_hub_topic"]
+__all__ = ["HUB_TOPIC_MAX", "SEND_ONLY", "hub_topic_problem", "check_hub_topic"]
 
 HUB_TOPIC_MAX = 200
+#: The WebSocket hub's query parameter for a connection that only sends (``?send_only=1``): it is relayed nothing.
+SEND_ONLY = "send_only"
 _HUB_TOPIC = re.compile(r"[A-Za-z0-9_.~/-]+")
 
 

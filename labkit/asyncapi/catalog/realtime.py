@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...wire.topics import SEND_ONLY
 from .model import (ApiSpec, ChannelSpec, MessageSpec, OperationSpec, array, boolean, integer, names_param, number,
                     obj, stamped, text)
 
@@ -30,8 +31,8 @@ SSE_MESSAGE_BINDINGS: dict[str, Any] = {"http": {
 
 
 #: The hub's one query parameter (besides the token): a connection that only sends.
-_SEND_ONLY = {"send_only": {"type": "string", "enum": ["1"],
-                            "description": "1: the hub relays nothing to this connection (it only sends)"}}
+_SEND_ONLY = {SEND_ONLY: {"type": "string", "enum": ["1"],
+                          "description": "1: the hub relays nothing to this connection (it only sends)"}}
 
 
 def ws_channel() -> dict[str, Any]:
