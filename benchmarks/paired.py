@@ -180,6 +180,11 @@ def over_ladders(ratios: list[float]) -> tuple[float, str]:
     return median, f"{verdict} (median of {len(decided)} decided; {met} of them >= {TARGET:.0%})"
 
 
+def _share(ratio: float) -> str:
+    """A ratio as a whole percentage, or "undecided" for NaN."""
+    return "undecided" if math.isnan(ratio) else f"{ratio:.0%}"
+
+
 def _failed(side: Side) -> str:
     if side.bad is None:
         return "none (ladder or time ended)"
@@ -230,9 +235,8 @@ def main(argv: list[str]) -> int:
             rows.append({"ladder": f"{k + 1} of {ladders}", **row})
             print(rows[-1], flush=True)
         median, verdict = over_ladders(ratios)
-        overall.append({"stack": STACKS[name][3], "labkit / minimal per ladder": ", ".join(
-            "undecided" if math.isnan(r) else f"{r:.0%}" for r in ratios),
-            "median": "undecided" if math.isnan(median) else f"{median:.0%}", "80% target": verdict})
+        overall.append({"stack": STACKS[name][3], "labkit / minimal per ladder": ", ".join(map(_share, ratios)),
+                        "median": _share(median), "80% target": verdict})
     section = (f"\n## labkit beside the minimal clients, trial for trial, {stamp}\n\nMachine: {machine()}\n\n"
                "`python -m benchmarks paired` (benchmarks/paired.py): one ladder of rates per stack from half the "
                f"minimal client's flood rate, {STEP - 1:.0%} apart; at each rate rounds of one minimal trial and "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import paired
-from labkit.errors import ConfigError
 from benchmarks.paired import STEP, Side, ladder, walk
+from labkit.errors import ConfigError
 
 
 def test_the_ladder_climbs_by_step_from_start() -> None:

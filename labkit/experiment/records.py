@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from .dtypes import RECEIVED_DTYPE, SENT_DTYPE
 from .histogram import Histogram
 
-__all__ = ["SENT_DTYPE", "RECEIVED_DTYPE", "Analysis", "RunCounts", "analyse", "rate_over", "PHASES",
+__all__ = ["SENT_DTYPE", "RECEIVED_DTYPE", "Analysis", "RunCounts", "analyse", "rate_over", "PHASES", "SEQ_BITS",
            "MESSAGE_COLUMNS"]
 
 #: Values of the ``phase`` column ("after": outside ``measure_window_ns``, past its end).
@@ -41,7 +41,7 @@ PHASES = ("warmup", "measure", "after")
 #: Columns of :attr:`Analysis.messages`.
 MESSAGE_COLUMNS = ("publisher", "subscriber", "seq", "phase", "t_intended_ns", "t_sent_ns", "t_received_ns",
                    "latency_ms", "latency_from_sent_ms", "delivered", "copies", "redelivered")
-_SEQ_BITS = 40  # (pub, seq) packed into one int64 key: seq < 2**40, pub < 2**23
+SEQ_BITS = 40  # (pub, seq) packed into one int64 key: seq < 2**40, pub < 2**23
 
 
 @dataclass(eq=False)
@@ -138,12 +138,12 @@ def analyse(sent: np.ndarray, received: np.ndarray, subscribers: int,
     # ---- messages, sorted by (pub, seq), one packed int64 key each
     pub = sent["pub"].astype(np.int64)
     seq = sent["seq"].astype(np.int64)
-    if pub.size and (pub.min() < 0 or pub.max() >= 1 << (63 - _SEQ_BITS) or seq.min() < 0
-                     or seq.max() >= 1 << _SEQ_BITS):
+    if pub.size and (pub.min() < 0 or pub.max() >= 1 << (63 - SEQ_BITS) or seq.min() < 0
+                     or seq.max() >= 1 << SEQ_BITS):
         raise ConfigError("sent records hold a pub or seq out of range (pub 0..65535, seq >= 0); not labkit records")
-    order = np.argsort((pub << _SEQ_BITS) | seq, kind="stable")
+    order = np.argsort((pub << SEQ_BITS) | seq, kind="stable")
     sent = sent[order]
-    key = (pub[order] << _SEQ_BITS) | seq[order]
+    key = (pub[order] << SEQ_BITS) | seq[order]
     if key.size > 1 and np.any(key[1:] == key[:-1]):
         dup = int(np.flatnonzero(key[1:] == key[:-1])[0])
         raise ConfigError(f"sent records repeat (pub={int(sent['pub'][dup])}, seq={int(sent['seq'][dup])}); "
@@ -162,9 +162,9 @@ def analyse(sent: np.ndarray, received: np.ndarray, subscribers: int,
     r_pub = received["pub"].astype(np.int64)
     r_seq = received["seq"].astype(np.int64)
     r_sub = received["sub"].astype(np.int64)
-    valid = (r_pub >= 0) & (r_pub < 1 << (63 - _SEQ_BITS)) & (r_seq >= 0) & (r_seq < 1 << _SEQ_BITS)
+    valid = (r_pub >= 0) & (r_pub < 1 << (63 - SEQ_BITS)) & (r_seq >= 0) & (r_seq < 1 << SEQ_BITS)
     valid &= (r_sub >= 0) & (r_sub < subscribers)
-    r_key = np.where(valid, (r_pub << _SEQ_BITS) | np.where(valid, r_seq, 0), -1)
+    r_key = np.where(valid, (r_pub << SEQ_BITS) | np.where(valid, r_seq, 0), -1)
     pos = np.searchsorted(key, r_key)
     pos_ok = np.minimum(pos, max(n_msg - 1, 0))
     matched = valid & (pos < n_msg) & (key[pos_ok] == r_key) if n_msg else np.zeros(r_key.size, bool)

@@ -22,12 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.histogram import Histogram
-from ..experiment.records import PHASES, RunCounts, rate_over
+from ..experiment.records import PHASES, SEQ_BITS, RunCounts, rate_over
 from .recording import to_ns
 
 __all__ = ["ArrayAnalysis", "analyse_arrays", "rows_of"]
-
-_SEQ_BITS = 40
 
 
 @dataclass(eq=False)
@@ -77,7 +75,7 @@ def analyse_arrays(pub: np.ndarray, seq: np.ndarray, intended_s: np.ndarray, sen
     got = ~np.isnan(received_s)
     recv = np.where(got, to_ns(np.nan_to_num(received_s)), -1)
     lat, lat_sent, out_of_order = [], [], 0
-    key = (pub.astype(np.int64) << _SEQ_BITS) | seq.astype(np.int64)
+    key = (pub.astype(np.int64) << SEQ_BITS) | seq.astype(np.int64)
     last_received = None
     for j in range(subscribers):
         m = np.flatnonzero(got[:, j])
