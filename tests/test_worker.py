@@ -7,6 +7,8 @@ tests/test_experiment.py.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 
 from labkit.experiment.dtypes import RECEIVED_DTYPE, SENT_DTYPE
 from labkit.experiment.options import resolve_options
-from labkit.experiment.worker import PublisherWorker, SubscriberWorker, broker_acknowledges
+from labkit.experiment.worker import PublisherWorker, SubscriberWorker, _until_released, broker_acknowledges
 from labkit.wire.envelopes import decode_headers
 from labkit.experiment.workload import Workload
 from labkit.protocols.base import Ack, Message, Subscription
@@ -103,6 +105,24 @@ async def test_publisher_records_exactly_what_it_stamped(tmp_path) -> None:
     assert np.all(records["sent_ns"] >= records["intended_ns"])  # never early
     assert np.all(records["acked_ns"] >= records["sent_ns"])  # QoS 0 style: acknowledged once written
     assert report["cpu_s"] >= 0 and report["pace"]["wakeups"] >= 1
+
+
+async def test_a_publisher_that_reported_stays_until_the_runner_closes_its_stdin() -> None:
+    # Its teardown would otherwise take CPU from the hub and the subscribers while they still drain.
+    reader = asyncio.StreamReader()
+    waiting = asyncio.create_task(_until_released(reader, 5.0))
+    await asyncio.sleep(0.05)
+    reader.feed_data(b'{"cmd": "anything"}\n')
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    reader.feed_eof()
+    await asyncio.wait_for(waiting, 1.0)
+
+
+async def test_a_publisher_never_released_leaves_after_its_timeout(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="labkit.experiment.worker"):
+        await asyncio.wait_for(_until_released(asyncio.StreamReader(), 0.05), 2.0)
+    assert "did not release" in caplog.text
 
 
 async def test_publisher_with_a_payload_generator_uses_its_body(tmp_path) -> None:
