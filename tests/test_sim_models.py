@@ -89,6 +89,50 @@ def test_an_idle_process_pays_a_wake_up_a_busy_one_does_not():
     assert cpu.wakes == 2 and cpu.busy_s == pytest.approx(0.023)
 
 
+@pytest.mark.parametrize("kind", ["own", "shared"])
+def test_a_wake_up_costs_cpu_after_the_job_so_the_next_job_waits_not_this_one(kind):
+    env = simpy.Environment()
+    cpu = OwnCpu(env, "p", _draws(), wake_s=0.01) if kind == "own" else Server(env, "p", Machine(env, 1), _draws(),
+                                                                               wake_s=0.01)
+    done: list[tuple[float, float]] = []
+
+    def feed(env):
+        cpu.submit(0.001, lambda job: done.append((job.started, env.now)))  # idle: wakes
+        yield env.timeout(0.005)  # after the first job's work, during its wake-up's CPU
+        cpu.submit(0.001, lambda job: done.append((job.started, env.now)))
+    env.process(feed(env))
+    env.run()
+    assert done == [(0.0, pytest.approx(0.001)), (pytest.approx(0.011), pytest.approx(0.012))]
+    assert cpu.wakes == 1 and cpu.busy_s == pytest.approx(0.012)
+
+
+def test_a_retired_process_stops_paying_its_idle_share():
+    env = simpy.Environment()
+    server = Server(env, "pub", Machine(env, 2), _draws())
+    server.idle_cost(0.1)
+    env.run(until=0.02)
+    server.retire(env.now)
+    env.run(until=0.1)
+    server.finish(0.1)
+    assert 0.5 * 0.1 * 0.02 < server.idle_cpu_s < 1.5 * 0.1 * 0.02  # ticks (random, mean 1 ms) for 20 ms, not 100
+
+
+def test_idle_ticks_count_the_idle_time_of_a_process_paced_on_a_grid():
+    # jobs every 0.5 ms, 70 µs of work and wake-up each: idle 86% of the time, whatever the ticks' phase
+    env = simpy.Environment()
+    server = Server(env, "hub", Machine(env, 2), _draws(), wake_s=40e-6)
+    server.idle_cost(0.02)
+
+    def feed(env):
+        for _ in range(4000):
+            server.submit(30e-6, lambda job: None)
+            yield env.timeout(0.0005)
+    env.process(feed(env))
+    env.run(until=2.0)
+    assert server.idle_time_s == pytest.approx(2.0 * 0.86, rel=0.05)
+    assert server.idle_cpu_s == pytest.approx(0.02 * server.idle_time_s, rel=1e-9)
+
+
 def test_background_load_stretches_the_service_not_the_cpu():
     env = simpy.Environment()
     machine = Machine(env, 2, background_cores=1.0)

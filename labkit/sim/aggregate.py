@@ -48,6 +48,7 @@ from .fifo import unit_draws
 from .overhead import framing
 from .params import LinkSpec, Model, Stack
 from .recording import to_ns
+from .wakeup import NO_WAKE_LATENCY, WakeLatency
 from .system import DRAIN_STEP_S
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ APPROXIMATIONS = (
     "queues (broker, subscribers): fluid backlog per time step plus a mean-value wait (M/M/c probability of "
     "waiting, exponential wait of the M/G/c mean) instead of FIFO order job by job",
     "publishers never queue: each sensor's device is idle when its next message is due",
+    "wake-up latency: a publisher's is the mean over its idle gaps (one constant, after its sent stamp); a "
+    "queue's is drawn from an exponential idle gap at the window's arrival rate, and adds latency, not load",
     "links: no head-of-line blocking on reliable connections (each message's jitter and RTOs are its own)",
     "percentiles from the histogram (bucket midpoints, within 0.4%), not from every latency",
     "out_of_order is not tracked (0)",
@@ -107,11 +110,13 @@ class _Queue:
     the mean-value wait the queueing within a window.  A job that finds the
     process idle pays ``wake_s`` more; with ``P(idle)`` that raises the load
     to ``rho = (rho0 + x) / (1 + x)``, ``x = rate x wake_s x slowdown / threads``.
+    Such a job also starts ``latency(gap)`` late, its idle gap drawn as an
+    M/G/1 idle period (exponential at the window's arrival rate).
     """
 
     def __init__(self, counts: np.ndarray, step_s: float, mean_s: float, cv: float, threads: int, wake_s: float,
-                 slowdown: float) -> None:
-        self.step_s, self.threads, self.slowdown = step_s, threads, slowdown
+                 slowdown: float, latency: WakeLatency = NO_WAKE_LATENCY) -> None:
+        self.step_s, self.threads, self.slowdown, self.latency = step_s, threads, slowdown, latency
         k = counts.size
         per_window = max(1, int(round(RATE_WINDOW_S / step_s)))
         windows = -(-k // per_window)
@@ -141,7 +146,7 @@ class _Queue:
                 p_wait[i] = theory.erlang_c(r, 1.0 / s1, threads)
                 mean_wait = p_wait[i] * effective[i] * slowdown * (1 + cv * cv) / 2 / (threads * (1 - rho0[i]))
             wait_mean[i] = mean_wait / p_wait[i] if p_wait[i] > 0 else 0.0
-        self.rho, self.p_wait, self.wait_mean = rho, p_wait, wait_mean
+        self.rho, self.p_wait, self.wait_mean, self.rate = rho, p_wait, wait_mean, rate
         # fluid backlog (CPU-s of work) at the start of each step: the windows' mean work in minus capacity
         work = np.repeat(rate * step_s * effective, per_window)[:k]
         cap = threads * step_s / slowdown
@@ -157,18 +162,22 @@ class _Queue:
         w = np.minimum(k // self.window, self.p_wait.size - 1)
         waits = rng.random(arrival.size) < self.p_wait[w]
         extra = np.where(waits, rng.standard_exponential(arrival.size) * self.wait_mean[w], 0.0)
-        return fluid + extra, waits | (fluid > 0)
+        waited = waits | (fluid > 0)
+        if self.latency:
+            rate = self.rate[w]
+            gap = rng.standard_exponential(arrival.size) / np.where(rate > 0, rate, np.nan)
+            extra += np.where(waited, 0.0, self.latency.of(np.nan_to_num(gap, nan=np.inf)))
+        return fluid + extra, waited
 
 
 def _received(sub: _Queue, rng: np.random.Generator, stack: Any, arrive: np.ndarray, ok: np.ndarray,
               client_slow: float) -> tuple[np.ndarray, np.ndarray]:
     """(receive time per copy, NaN where none arrived; the subscriber's CPU per arrived copy), s."""
     wait, no_wake = sub.wait(rng, arrive[ok])
-    cpu = stack.subscriber_cpu_s * unit_draws(rng, stack.service_cv, wait.size) + np.where(
-        no_wake, 0.0, stack.wake_cpu_s)
+    work = stack.subscriber_cpu_s * unit_draws(rng, stack.service_cv, wait.size)
     got = np.full(arrive.size, np.nan)
-    got[ok] = arrive[ok] + wait + cpu * client_slow
-    return got, cpu
+    got[ok] = arrive[ok] + wait + work * client_slow  # the wake-up's CPU follows the copy's work
+    return got, work + np.where(no_wake, 0.0, stack.wake_cpu_s)
 
 
 def _counts(rng: np.random.Generator, sensors: int, rate_hz: float, duration_s: float, warmup_s: float,
@@ -209,6 +218,9 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
     slowdown = model.cores / (model.cores - model.background_cores) if model.cores else 1.0
     client_slow = slowdown if on_machine else 1.0
     half = stack.base_latency_s / 2.0
+    latency = stack.wake_latency
+    # each sensor's write runs this late (s) after its sent stamp: its device idles between readings
+    pub_late = latency(1.0 / rate_hz) if arrivals == "fixed" else latency.mean_after_exponential(rate_hz)
     total_rate = sensors * rate_hz
     step_s = min(MAX_STEP_S, ARRIVALS_PER_STEP / total_rate)
     counts = _counts(np.random.default_rng([seed, 0]), sensors, rate_hz, duration_s, warmup_s, arrivals, step_s)
@@ -234,9 +246,10 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
         s0, s1 = chunks[c]
         step = np.repeat(np.arange(s0, s1), counts[s0:s1])
         intended = (step + rng.random(step.size)) * step_s
-        pub_cpu = stack.publisher_cpu_s * unit_draws(rng, stack.service_cv, step.size) + stack.wake_cpu_s
+        pub_work = stack.publisher_cpu_s * unit_draws(rng, stack.service_cv, step.size)
+        pub_cpu = pub_work + stack.wake_cpu_s
         delay, gone = _delay(rng, up_spec, half, step.size)
-        at = intended + pub_cpu * client_slow + delay
+        at = intended + pub_late + pub_work * client_slow + delay  # the wake-up's CPU follows the write
         at[gone] = np.nan
         return intended, at, pub_cpu, gone, rng
 
@@ -249,7 +262,7 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
     for c in range(len(chunks)):
         at_broker += hist(upstream(c)[1])
     broker = _Queue(at_broker, step_s, broker_cost, stack.service_cv, stack.broker_threads,
-                    stack.broker_wake_cpu_s, slowdown)
+                    stack.broker_wake_cpu_s, slowdown, latency)
     down_specs = [model.downlink_of(j) for j in range(subscribers)]
 
     def through_broker(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
@@ -257,12 +270,11 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
         intended, at, pub_cpu, gone, rng = upstream(c)
         ok = ~gone
         wait, waited = broker.wait(rng, at[ok])
-        cpu = broker_cost * unit_draws(rng, stack.service_cv, wait.size)
-        cpu += np.where(waited, 0.0, stack.broker_wake_cpu_s)
+        work = broker_cost * unit_draws(rng, stack.service_cv, wait.size)
         done = np.full(at.size, np.nan)
-        done[ok] = at[ok] + wait + cpu * slowdown
+        done[ok] = at[ok] + wait + work * slowdown  # the wake-up's CPU follows the copies going out
         b_cpu = np.zeros(at.size)
-        b_cpu[ok] = cpu
+        b_cpu[ok] = work + np.where(waited, 0.0, stack.broker_wake_cpu_s)
         return intended, done, pub_cpu, b_cpu, waited, rng
 
     def to_subscribers(c: int) -> tuple[Any, ...]:
@@ -280,7 +292,7 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
     for c in range(len(chunks)):
         for j, a in enumerate(to_subscribers(c)[5]):
             at_subs[j] += hist(a)
-    subs = [_Queue(h, step_s, stack.subscriber_cpu_s, stack.service_cv, 1, stack.wake_cpu_s, client_slow)
+    subs = [_Queue(h, step_s, stack.subscriber_cpu_s, stack.service_cv, 1, stack.wake_cpu_s, client_slow, latency)
             for h in at_subs]
 
     # ---- pass 3: receipts; counters, histograms, a row sample
@@ -301,7 +313,7 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
         if measured.any():
             first_intended = min(first_intended, float(intended[measured].min()))
             last_intended = max(last_intended, float(intended[measured].max()))
-        written_s = max(written_s, float((intended + pub_cpu * client_slow).max()))
+        written_s = max(written_s, float((intended + pub_late + (pub_cpu - stack.wake_cpu_s) * client_slow).max()))
         pub_cpu_sum += float(pub_cpu.sum())
         broker_cpu_sum += float(b_cpu.sum())
         for j, a in enumerate(arrive):

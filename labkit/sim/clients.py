@@ -52,10 +52,15 @@ class Publisher:
         self.remaining = messages
         self.finished = env.event()
         if messages == 0:
-            self.finished.succeed()
+            self._finish()
         self.retries = 0
         self.lossy = legs.pub_retransmits and (up.spec.loss > 0 and not up.spec.reliable
                                                or down.spec.loss > 0 and not down.spec.reliable)
+
+    def _finish(self) -> None:
+        """The last message is written: the pacer has stopped, so the process's idle cost stops too."""
+        self.process.retire(self.env.now)
+        self.finished.succeed()
 
     def due(self, m: int) -> None:
         """The pacer hands over message ``m`` (its intended time has come)."""
@@ -71,7 +76,7 @@ class Publisher:
 
     def _written(self, job: Job) -> None:
         m = job.args[0]
-        self.rec.sent(m, job.started)
+        self.rec.sent(m, job.started - job.delay)  # stamped on time; the write after a long sleep runs late
         self.writing = False
         if self.legs.pub_rounds:
             self.inflight += 1
@@ -79,7 +84,7 @@ class Publisher:
         self._transmit(m, False)
         self.remaining -= 1
         if self.remaining == 0:
-            self.finished.succeed()
+            self._finish()
         self._pump()
 
     def _transmit(self, m: int, dup: bool) -> None:

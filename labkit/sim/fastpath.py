@@ -39,6 +39,7 @@ from .legs import Legs
 from .links import MAX_RETRANSMISSIONS
 from .params import LinkSpec, Model, Stack
 from .system import DRAIN_STEP_S, HARD_DEADLINE_S, Counts, pacer_wake_s, release_times
+from .wakeup import NO_WAKE_LATENCY, WakeLatency
 
 __all__ = ["why_not", "FastRun", "run_fast", "broker_queue"]
 
@@ -111,14 +112,15 @@ def _links(rng: np.random.Generator, send_s: np.ndarray, link_of: np.ndarray | N
 
 
 def _broker(env: simpy.Environment, arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: float,
-            threads: int, start: np.ndarray, woke: np.ndarray) -> None:
+            threads: int, start: np.ndarray, woke: np.ndarray, latency: WakeLatency = NO_WAKE_LATENCY) -> None:
     """The broker's FIFO as SimPy processes (one per thread) taking jobs from one pre-sorted queue.
 
     A thread that finds no job waits for the next arrival (one event), then
     serves it (one event); a job that arrived meanwhile is served at once.
+    A job that finds its thread idle starts ``latency(idle gap)`` late.
     """
     if threads == 1:
-        env.process(_one_thread(env, arrival, cpu, wake_s, slowdown, start, woke))
+        env.process(_one_thread(env, arrival, cpu, wake_s, slowdown, start, woke, latency))
         return
     cursor = [0]
     n = arrival.size
@@ -132,6 +134,8 @@ def _broker(env: simpy.Environment, arrival: np.ndarray, cpu: np.ndarray, wake_s
             if a > env.now:
                 yield env.timeout(a - env.now)
             idle = busy_until < a
+            if idle and latency:
+                yield env.timeout(latency(a - busy_until))
             start[i] = env.now
             woke[i] = idle
             yield env.timeout((float(cpu[i]) + wake_s if idle else float(cpu[i])) * slowdown)
@@ -142,10 +146,11 @@ def _broker(env: simpy.Environment, arrival: np.ndarray, cpu: np.ndarray, wake_s
 
 
 def _one_thread(env: simpy.Environment, arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: float,
-                start: np.ndarray, woke: np.ndarray) -> Any:
+                start: np.ndarray, woke: np.ndarray, latency: WakeLatency = NO_WAKE_LATENCY) -> Any:
     """One broker thread: SimPy keeps the clock; ``now`` mirrors it (SimPy adds each delay to now the same way)."""
     timeout = env.timeout
     now = env.now
+    late = latency if latency else None
     busy_until = -math.inf
     n = arrival.size
     for lo in range(0, n, CHUNK):
@@ -158,6 +163,11 @@ def _one_thread(env: simpy.Environment, arrival: np.ndarray, cpu: np.ndarray, wa
                 yield timeout(delay)
                 now = now + delay
             idle = busy_until < a
+            if idle and late is not None:
+                delay = late(a - busy_until)
+                if delay:
+                    yield timeout(delay)
+                    now = now + delay
             st.append(now)
             wk.append(idle)
             delay = (c + wake_s if idle else c) * slowdown
@@ -235,13 +245,17 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
         release = release_times(t_sorted, 0.0)
     del t_sorted
     pub_cpu = stack.publisher_cpu_s * unit_draws(rng, stack.service_cv, n)
-    p_start, p_woke = fifo(release, pub_cpu, stack.wake_cpu_s, client_slow, first)
-    del release, first
+    latency = stack.wake_latency
+    p_start, p_woke = fifo(release, pub_cpu, stack.wake_cpu_s, client_slow, first, latency)
     p_cpu = pub_cpu + p_woke * stack.wake_cpu_s
-    p_end = p_start + p_cpu * client_slow
+    p_end = p_start + pub_cpu * client_slow  # the write ends; the wake-up's CPU follows it
+    last_of = np.append(np.flatnonzero(first)[1:] - 1, n - 1) if n else np.empty(0, dtype=np.int64)
+    publisher_done = np.zeros(publishers)  # when each publisher wrote its last message (s): its idle cost ends
+    publisher_done[p_sorted[last_of]] = p_end[last_of]
+    del first, last_of
     sent_s = np.empty(n)
-    sent_s[by_pub] = p_start
-    del p_start
+    sent_s[by_pub] = np.where(p_woke > 0, release, p_start)  # stamped on time; a woken write runs late
+    del p_start, release
     publisher_cpu = np.bincount(p_sorted, weights=p_cpu, minlength=publishers)
     publisher_msgs = np.bincount(p_sorted, minlength=publishers)
     publisher_work = float(pub_cpu.sum())
@@ -272,12 +286,13 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
     b_start = np.empty(order.size)
     b_woke = np.empty(order.size)
     env = simpy.Environment()
-    _broker(env, b_arrival, b_cpu, stack.broker_wake_cpu_s, slowdown, stack.broker_threads, b_start, b_woke)
+    _broker(env, b_arrival, b_cpu, stack.broker_wake_cpu_s, slowdown, stack.broker_threads, b_start, b_woke,
+            latency)
     cpu0, eid0 = _cpu(), _events(env)
     env.run()
     engine_cpu = _cpu() - cpu0
     events = _events(env) - eid0 - 1  # the second peek took a number too
-    b_end = b_start + (b_cpu + b_woke * stack.broker_wake_cpu_s) * slowdown
+    b_end = b_start + b_cpu * slowdown  # the copies go out; the wake-up's CPU follows
 
     # ---- downlinks and subscribers
     received = np.full((n, subscribers), np.nan)
@@ -294,8 +309,8 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
         s_arrival = hop.arrival[ok][arr_order]
         del hop
         s_cpu = stack.subscriber_cpu_s * unit_draws(rng, stack.service_cv, s_arrival.size)
-        s_start, s_woke = fifo(s_arrival, s_cpu, stack.wake_cpu_s, client_slow)
-        s_start += (s_cpu + s_woke * stack.wake_cpu_s) * client_slow  # now the end: the copy is received
+        s_start, s_woke = fifo(s_arrival, s_cpu, stack.wake_cpu_s, client_slow, latency=latency)
+        s_start += s_cpu * client_slow  # now the end of the work: the copy is received
         received[msgs[ok][arr_order], j] = s_start
         del s_start, arr_order, ok
         subs.append((s_arrival, s_cpu, s_woke))
@@ -318,7 +333,7 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
     down_sent = [int(sent_down.sum())] * subscribers
     down_lost = sum(int(lost[sent_down].sum()) for lost, _k in downs)
     down_retrans = sum(int(k[sent_down].sum()) for _lost, k in downs)
-    publisher_idle = np.maximum(0.0, end_s - publisher_cpu * client_slow)
+    publisher_idle = np.maximum(0.0, np.minimum(end_s, publisher_done) - publisher_cpu * client_slow)
     idle_frac = stack.idle_cpu_frac if on_machine else 0.0
     publisher_busy = publisher_cpu + idle_frac * publisher_idle
     b_in = b_arrival < end_s

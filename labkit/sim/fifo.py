@@ -2,7 +2,8 @@
 
 A process with a CPU of its own (:class:`~labkit.sim.machine.OwnCpu`) starts
 a job at ``max(arrival, previous end)`` and adds a wake-up to a job that
-finds it idle.  :func:`fifo` computes that for every job of many such
+finds it idle (and, with a wake-up latency, starts such a job ``w(gap)``
+late, see :mod:`labkit.sim.wakeup`).  :func:`fifo` computes that for every job of many such
 processes at once: vectorised when no job queues, in closed form
 (``end_n = C_n + max_k (arrival_k - C_{k-1})``, a running maximum) for
 long runs, one job after the other otherwise.  The fast path
@@ -15,6 +16,8 @@ import math
 
 import numpy as np
 import pandas as pd
+
+from .wakeup import WakeLatency
 
 __all__ = ["fifo", "unit_draws", "CHUNK", "VECTOR_FROM", "MAX_ROUNDS"]
 
@@ -35,6 +38,8 @@ CHUNK = 1 << 16
 VECTOR_FROM = 200_000
 #: Fixed-point rounds :func:`fifo` tries before it loops (with wake-up costs they often oscillate).
 MAX_ROUNDS = 3
+#: Fixed-point rounds for the start delays of a wake-up latency when no job queues (each round settles more).
+LATENCY_ROUNDS = 8
 
 
 def _ends(arrival: np.ndarray, wall: np.ndarray, first: np.ndarray) -> np.ndarray:
@@ -58,7 +63,7 @@ def _order(x: np.ndarray) -> np.ndarray:
 
 
 def fifo(arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: float,
-         first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+         first: np.ndarray | None = None, latency: WakeLatency | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Start times (s) and wake-up flags (0/1) of FIFO jobs on one thread, arrivals sorted within each group.
 
     ``cpu``: each job's CPU-seconds; ``wake_s`` is added to a job that finds
@@ -66,13 +71,17 @@ def fifo(arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: float,
     :class:`~labkit.sim.machine.OwnCpu` decides), and wall time is CPU x
     ``slowdown``.  ``first`` marks the first job of each group (an
     independent process); None: one process.  End = start + (cpu + wake x
-    wake_s) x slowdown.
+    wake_s) x slowdown.  ``latency``: a job that finds its process idle
+    starts ``latency(idle gap)`` after it arrived (the first of a group:
+    after an infinite gap).
     """
     n = arrival.size
     if first is None:
         first = np.zeros(n, dtype=bool)
         if n:
             first[0] = True
+    if latency:
+        return _fifo_delayed(arrival, cpu, wake_s, slowdown, first, latency)
     # most jobs find their process idle: check that guess vectorised
     end_if_idle = arrival + (cpu + wake_s) * slowdown
     queued = np.zeros(n, dtype=bool)
@@ -97,13 +106,40 @@ def fifo(arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: float,
     return _fifo_loop(arrival, cpu, wake_s, slowdown, first)
 
 
+def _fifo_delayed(arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: float, first: np.ndarray,
+                  latency: WakeLatency) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fifo` with a wake-up latency: vectorised while no job queues (delays to a fixed point), else a loop.
+
+    When every job finds its process idle, job i starts at ``arrival_i +
+    w(arrival_i - end_{i-1})`` and each delay depends on the one before;
+    starting from the longest delay, a few rounds settle them (``w`` grows
+    slowly with the gap).  A job that would queue, or delays that have not
+    settled, send it to the exact loop.
+    """
+    n = arrival.size
+    busy = (cpu + wake_s) * slowdown
+    delay = np.full(n, latency.latency_s)
+    for _ in range(LATENCY_ROUNDS):
+        gap = np.full(n, math.inf)
+        gap[1:] = arrival[1:] - (arrival[:-1] + delay[:-1] + busy[:-1])
+        gap[first] = math.inf
+        if bool((gap <= 0).any()):
+            break
+        settled = latency.of(gap)
+        if np.array_equal(settled, delay):
+            return arrival + delay, np.ones(n)
+        delay = settled
+    return _fifo_loop(arrival, cpu, wake_s, slowdown, first, latency)
+
+
 def _fifo_loop(arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: float,
-               first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               first: np.ndarray, latency: WakeLatency | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`fifo` one job after the other (exact, as OwnCpu computes it), a chunk of lists at a time."""
     n = arrival.size
     start = np.empty(n)
     woke = np.empty(n)
     free = -math.inf
+    late = latency if latency else None
     for lo in range(0, n, CHUNK):
         hi = min(n, lo + CHUNK)
         st: list[float] = []
@@ -112,6 +148,8 @@ def _fifo_loop(arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: fl
             if f:
                 free = -math.inf
             if free < a:
+                if late is not None:
+                    a = a + late(a - free)
                 st.append(a)
                 wk.append(1.0)
                 free = a + (c + wake_s) * slowdown

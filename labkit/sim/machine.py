@@ -18,11 +18,22 @@ needing some CPU-seconds.  Two implementations, same interface
 Service time = ``cost_s x`` a draw of mean 1 (gamma with the stack's
 ``service_cv``; 1 exactly when it is 0), plus ``wake_s`` when the job finds
 the process idle: a busy process takes the next job without waking up, so
-batching under load lowers the CPU per message, as measured.
+batching under load lowers the CPU per message, as measured.  The wake-up's
+CPU follows the job's own work (``done`` is called when the work ends; the
+process stays busy for the wake-up after it): an event loop's round trip
+around a message costs CPU, most of it off the message's path (a pacer
+wakes before the intended time, a subscriber books a message after
+stamping it), which is how a paced live median stays below the CPU of three
+wake-ups.  Such a job
+also starts ``wake_latency(gap)`` seconds late, ``gap`` being how long the
+process had been idle (:mod:`labkit.sim.wakeup`; latency, not CPU).
 
 A process also spends CPU while it waits (``idle_frac``: a pacer's timer
-wake-ups, an event loop's housekeeping): every :data:`IDLE_TICK_S` an idle
-:class:`Server` runs a tick of ``idle_frac x IDLE_TICK_S`` on a core.
+wake-ups, an event loop's housekeeping): every :data:`IDLE_TICK_S` on
+average (a random interval) an idle :class:`Server` runs a tick of
+``idle_frac x IDLE_TICK_S`` on a core, until
+it is retired (a publisher whose pacer has sent its last message: live, it
+then waits for the run's end without timers).
 
 The machine can carry *background* load: other programs keeping
 ``background_cores`` of its cores busy.  The modelled processes then share
@@ -44,6 +55,7 @@ import numpy as np
 import simpy
 
 from ..errors import ConfigError
+from .wakeup import NO_WAKE_LATENCY, WakeLatency
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +111,18 @@ class Draws:
 
 
 class Job:
-    """One piece of work: when it arrived and started (s), its service time (s), what to call when done."""
+    """One piece of work: when it arrived and started (s), its service time (s), what to call when done.
 
-    __slots__ = ("arrived", "started", "service", "done", "args")
+    ``delay``: the wake-up latency it met (s), included in ``started``.
+    """
+
+    __slots__ = ("arrived", "started", "service", "delay", "done", "args")
 
     def __init__(self, arrived: float, done: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.arrived = arrived
         self.started = arrived
         self.service = 0.0
+        self.delay = 0.0
         self.done = done
         self.args = args
 
@@ -134,10 +150,12 @@ class Machine:
 class _Stats:
     """What every process kind counts: jobs, CPU busy (s), wake-ups, waits (s) and their overlap with a window."""
 
-    def __init__(self, name: str, threads: int, wake_s: float, cv: float, draws: Draws, slowdown: float) -> None:
+    def __init__(self, name: str, threads: int, wake_s: float, cv: float, draws: Draws, slowdown: float,
+                 wake_latency: WakeLatency) -> None:
         if wake_s < 0:
             raise ConfigError(f"{name}: wake_s={wake_s!r} must be >= 0 seconds")
         self.slowdown = slowdown
+        self.wake_latency = wake_latency
         self.name = name
         self.threads = threads
         self.wake_s = wake_s
@@ -149,6 +167,7 @@ class _Stats:
         self.wakes = 0
         self.idle_frac = 0.0
         self.idle_time_s = 0.0  # time spent idle (s), what idle_frac applies to
+        self.retired_at: float | None = None  # from then on idle costs nothing (s)
         self.idle_cpu_s = 0.0
         self.waited = 0  # jobs that did not start at once
         self.wait_s = 0.0
@@ -158,17 +177,27 @@ class _Stats:
         self.window_wait_s = 0.0
         self.window_waited = 0
 
-    def _service(self, cost_s: float, wake: bool) -> float:
-        """The wall time (s) of a job of ``cost_s`` CPU-seconds; counts its CPU."""
+    def retire(self, now: float) -> None:
+        """No idle cost from ``now`` (s) on: the process has no more timers to serve, only work handed to it."""
+        if self.retired_at is None:
+            self.retired_at = float(now)
+
+    def _idle_until(self, duration_s: float) -> float:
+        """The end (s) of the time idle cost applies to: the run's, or the retirement's if earlier."""
+        return duration_s if self.retired_at is None else min(duration_s, self.retired_at)
+
+    def _service(self, cost_s: float, wake: bool) -> tuple[float, float]:
+        """Wall times (s) of a job of ``cost_s`` CPU-seconds: its work, then its wake-up's; counts its CPU."""
         if cost_s < 0:
             raise ConfigError(f"{self.name}: a job's cost {cost_s!r} s must be >= 0")
         cpu = cost_s * self.draws.unit(self.cv) if cost_s else 0.0
         self.work_s += cpu
+        tail = 0.0
         if wake:
             self.wakes += 1
-            cpu += self.wake_s
-        self.busy_s += cpu
-        return cpu * self.slowdown
+            tail = self.wake_s
+        self.busy_s += cpu + tail
+        return cpu * self.slowdown, tail * self.slowdown
 
     def _started(self, job: Job) -> None:
         wait = job.started - job.arrived
@@ -201,13 +230,14 @@ class _Stats:
 class Server(_Stats):
     """A process of ``threads`` threads on ``machine``: jobs queue FIFO, each thread takes a core to serve one.
 
-    ``wake_s`` (s) is added to a job that finds its thread idle; ``cv``
-    shapes the service-time draw (see the module doc).
+    ``wake_s`` (s) is added to a job that finds its thread idle, which also
+    starts ``wake_latency(gap)`` late; ``cv`` shapes the service-time draw
+    (see the module doc).
     """
 
     def __init__(self, env: simpy.Environment, name: str, machine: Machine, draws: Draws, *, threads: int = 1,
-                 wake_s: float = 0.0, cv: float = 0.0) -> None:
-        super().__init__(name, threads, wake_s, cv, draws, machine.slowdown)
+                 wake_s: float = 0.0, cv: float = 0.0, wake_latency: WakeLatency = NO_WAKE_LATENCY) -> None:
+        super().__init__(name, threads, wake_s, cv, draws, machine.slowdown, wake_latency)
         self.env = env
         self.machine = machine
         self.inbox: deque[Job] = deque()
@@ -227,8 +257,13 @@ class Server(_Stats):
     def _tick(self, env: simpy.Environment) -> Any:
         """While the process is idle, one tick of idle work per IDLE_TICK_S (a pacer's timer, a loop's chores)."""
         cost = self.idle_frac * IDLE_TICK_S
+        draws = self.draws
         while True:
-            yield env.timeout(IDLE_TICK_S)
+            # a random interval of mean IDLE_TICK_S: on a fixed grid, ticks lock onto a paced schedule's
+            # own grid and then always (or never) find the process at work
+            yield env.timeout(IDLE_TICK_S * (0.5 + draws.uniform()))
+            if self.retired_at is not None:
+                return
             if not self.serving and not self.inbox:
                 self.idle_time_s += IDLE_TICK_S
                 with self.machine.cores.request() as req:  # type: ignore[union-attr]
@@ -240,7 +275,7 @@ class Server(_Stats):
     def finish(self, duration_s: float) -> None:
         """Settle the time spent idle (what calibration fits the idle share on; ticks were simulated)."""
         if not self.idle_frac:
-            self.idle_time_s = max(0.0, duration_s * self.threads - self.busy_s * self.slowdown)
+            self.idle_time_s = max(0.0, self._idle_until(duration_s) * self.threads - self.busy_s * self.slowdown)
 
     def submit(self, cost_s: float, done: Callable[..., Any], *args: Any) -> None:
         """Queue a job of ``cost_s`` CPU-seconds; ``done(job)`` runs when it ends."""
@@ -254,11 +289,18 @@ class Server(_Stats):
         """Take jobs in order; on a shared machine hold a core while work waits, up to SLICE_S, then queue again."""
         idle = True
         cores = self.machine.cores
+        latency = self.wake_latency
+        last_end = float("-inf")
         while True:
             if not self.inbox:
                 wakeup = env.event()
                 self._idle_threads.append(wakeup)
                 yield wakeup
+            if idle and latency:
+                delay = latency(env.now - last_end)
+                if delay:
+                    yield env.timeout(delay)
+                    self.inbox[0].delay = delay
             if cores is None:
                 yield from self._one(env, idle)
             else:
@@ -268,25 +310,29 @@ class Server(_Stats):
                     yield from self._one(env, idle)
                     while self.inbox and env.now < held_until:  # what came meanwhile, on the same core
                         yield from self._one(env, False)
+            last_end = env.now
             idle = not self.inbox
 
     def _one(self, env: simpy.Environment, wake: bool) -> Any:
         job = self.inbox.popleft()
         self.serving += 1
-        job.service = self._service(job.service, wake)
+        work, tail = self._service(job.service, wake)
+        job.service = work + tail
         job.started = env.now
         self._started(job)
-        yield env.timeout(job.service)
-        self.serving -= 1
+        yield env.timeout(work)
         job.done(job)
+        if tail:
+            yield env.timeout(tail)
+        self.serving -= 1
 
 
 class OwnCpu(_Stats):
     """The same FIFO process as :class:`Server` with a core per thread: start times computed, no core to wait for."""
 
     def __init__(self, env: simpy.Environment, name: str, draws: Draws, *, threads: int = 1, wake_s: float = 0.0,
-                 cv: float = 0.0, slowdown: float = 1.0) -> None:
-        super().__init__(name, threads, wake_s, cv, draws, slowdown)
+                 cv: float = 0.0, slowdown: float = 1.0, wake_latency: WakeLatency = NO_WAKE_LATENCY) -> None:
+        super().__init__(name, threads, wake_s, cv, draws, slowdown, wake_latency)
         self.env = env
         self._free = [float("-inf")] * threads  # when each thread is next free (s), a heap
 
@@ -296,12 +342,14 @@ class OwnCpu(_Stats):
         job = Job(now, done, args)
         free = self._free[0]
         idle = free < now  # a job handed over just as the last one ends is a continuation
-        job.started = now if idle else free
-        job.service = self._service(cost_s, idle)
-        end = job.started + job.service
-        heapq.heapreplace(self._free, end)
+        if idle and self.wake_latency:
+            job.delay = self.wake_latency(now - free)
+        job.started = now + job.delay if idle else free
+        work, tail = self._service(cost_s, idle)
+        job.service = work + tail
+        heapq.heapreplace(self._free, job.started + work + tail)
         self._started(job)
-        self.env.timeout(end - now).callbacks.append(lambda _event: done(job))
+        self.env.timeout(job.started + work - now).callbacks.append(lambda _event: done(job))
 
     def idle_cost(self, frac: float) -> None:
         """Spend ``frac`` of a core while idle (settled by :meth:`finish`: nothing competes for this CPU)."""
@@ -311,7 +359,8 @@ class OwnCpu(_Stats):
 
     def finish(self, duration_s: float) -> None:
         """Add the idle CPU of a run that lasted ``duration_s`` seconds."""
-        self.idle_time_s = max(0.0, duration_s * self.threads - (self.busy_s - self.idle_cpu_s) * self.slowdown)
+        self.idle_time_s = max(0.0, self._idle_until(duration_s) * self.threads
+                               - (self.busy_s - self.idle_cpu_s) * self.slowdown)
         extra = self.idle_frac * self.idle_time_s
         self.idle_cpu_s += extra
         self.busy_s += extra
@@ -330,11 +379,13 @@ def process_for(env: simpy.Environment, name: str, machine: Machine, draws: Draw
     """
     wake = stack.broker_wake_cpu_s if broker else stack.wake_cpu_s
     process: Process
+    latency = stack.wake_latency
     if on_machine and contended:
-        process = Server(env, name, machine, draws, threads=threads, wake_s=wake, cv=stack.service_cv)
+        process = Server(env, name, machine, draws, threads=threads, wake_s=wake, cv=stack.service_cv,
+                         wake_latency=latency)
     else:
         process = OwnCpu(env, name, draws, threads=threads, wake_s=wake, cv=stack.service_cv,
-                         slowdown=machine.slowdown if on_machine else 1.0)
+                         slowdown=machine.slowdown if on_machine else 1.0, wake_latency=latency)
     if on_machine:
         process.idle_cost(stack.broker_idle_cpu_frac if broker else stack.idle_cpu_frac)
     return process

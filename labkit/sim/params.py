@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .wakeup import WakeLatency
 
 __all__ = ["LinkSpec", "Stack", "Model", "DEFAULT_STACKS", "CLIENT_PLACES", "LOCAL", "default_model"]
 
@@ -102,7 +103,10 @@ class Stack:
     ``base_latency_s``: end-to-end latency not due to CPU work (loopback,
     kernel, scheduling), split evenly over the two hops.  ``service_cv``:
     coefficient of variation of every CPU service time (0 fixed, 1
-    exponential; gamma-distributed otherwise).  ``publisher_share``: the
+    exponential; gamma-distributed otherwise).  ``wake_latency_s``: how much
+    later a job starts when its process had been idle for ``wake_idle_s[1]``
+    seconds or longer (none up to ``wake_idle_s[0]``, log-linear between;
+    latency, not CPU: see :mod:`labkit.sim.wakeup`).  ``publisher_share``: the
     publisher's share of the clients' CPU when calibration can only see their
     sum.  ``source`` says where the numbers come from.
     """
@@ -123,6 +127,8 @@ class Stack:
     base_latency_s: float = 0.0
     service_cv: float = 0.5
     publisher_share: float = 0.5
+    wake_latency_s: float = 0.0
+    wake_idle_s: tuple[float, float] = (5e-4, 5e-3)
     source: str = "default"
 
     def __post_init__(self) -> None:
@@ -141,6 +147,21 @@ class Stack:
             raise ConfigError(f"{owner}: publisher_share={self.publisher_share!r} must be between 0 and 1")
         if isinstance(self.broker_threads, bool) or not isinstance(self.broker_threads, int) or self.broker_threads < 1:
             raise ConfigError(f"{owner}: broker_threads={self.broker_threads!r} must be a whole number >= 1")
+        object.__setattr__(self, "wake_latency_s", _number(owner, "wake_latency_s", self.wake_latency_s))
+        gaps = self.wake_idle_s
+        if not isinstance(gaps, (tuple, list)) or len(gaps) != 2:
+            raise ConfigError(f"{owner}: wake_idle_s={gaps!r} must be two idle gaps in seconds, "
+                              "such as (0.0005, 0.005)")
+        object.__setattr__(self, "wake_idle_s", (_number(owner, "wake_idle_s[0]", gaps[0], strict=True),
+                                                 _number(owner, "wake_idle_s[1]", gaps[1], strict=True)))
+        if self.wake_idle_s[0] >= self.wake_idle_s[1]:
+            raise ConfigError(f"{owner}: wake_idle_s={gaps!r} must rise: the first gap (no wake latency) below "
+                              "the second (all of it), such as (0.0005, 0.005)")
+
+    @property
+    def wake_latency(self) -> WakeLatency:
+        """The stack's wake-up latency as a function of the idle gap (s -> s)."""
+        return WakeLatency(self.wake_latency_s, self.wake_idle_s)
 
     def replace(self, **changes: Any) -> Stack:
         """A copy with ``changes`` (checked again)."""
