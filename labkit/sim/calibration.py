@@ -9,14 +9,14 @@ each role (clients together; the broker):
 1. it simulates every run with the current costs and reads how much CPU the
    model spent on messages (``base``, in CPU-seconds), how many times the
    role's processes woke up (``wakes``) and how long they were idle (s);
-2. it solves ``measured CPU = k x base + idle_frac x idle time`` for the
-   scale ``k`` of the per-message costs and the share of a core the role
-   spends while waiting (least squares over the runs, both >= 0).  The
-   cost of waking up is folded into the idle share: the calibrated stack's
-   ``wake_cpu_s`` is 0 (two runs cannot tell three costs apart).
-   Two runs at different rates (a paced one and a saturating one) are needed
-   to tell the two apart; with one run the idle share keeps its prior value
-   and only ``k`` is fitted;
+2. it solves ``measured CPU = k x base + wake x wakes + idle_frac x idle
+   time`` for the scale ``k`` of the per-message costs, the CPU of one
+   wake-up (s) and the share of a core the role spends while waiting (least
+   squares over the runs, all >= 0; of the non-negative solutions, the one
+   that fits best).  Three workloads are needed to tell the three apart (a
+   slow paced run, a faster one, a saturating one); with two, the wake-up
+   cost is folded into the idle share (``wake_cpu_s`` 0); with one run the
+   idle share keeps its prior value and only ``k`` is fitted;
 3. it repeats (the number of wake-ups depends on the costs) ``iterations`` times.
 
 The clients' CPU is one number in a live run (publishers and subscribers
@@ -25,10 +25,25 @@ measurements per client library), and the broker's split between a message
 and a copy keeps the prior ratio unless runs with different fan-outs say more.
 When a run saturated the system (a flood), the machine's background load
 is then fitted so that the simulated throughput of that run is the measured
-one (bisection over ``background_cores``).  Finally the stack's ``base_latency_s`` is set so that the simulated median
-latency of the least loaded run equals the measured one: whatever latency
-is not CPU work (loopback, the kernel, the pacer's own lateness) is carried
-over as a constant.  ``Model.notes`` records the fit and its residuals.
+one (bisection over ``background_cores``).
+
+Last, latency that is not CPU work.  Paced runs are grouped by each
+publisher's interval between messages (s); the stack's ``base_latency_s``
+is set so that the simulated median of the group with the shortest
+interval equals the measured one (loopback, the kernel, the pacer's own
+lateness, carried over as a constant).  With a second group at a longer
+interval (one device at 2,000 and at 200 msgs/s, say), the medians differ by
+what waking up after a longer sleep costs: ``wake_idle_s`` becomes the two
+intervals and ``wake_latency_s`` is set so that the simulated median of the
+slower group equals its measured one (each of the three processes on a
+message's path, publisher, broker and subscriber, pays it; see
+:mod:`labkit.sim.wakeup`).  Runs of the same workload, repeated, are taken
+at their median (p50, or throughput for the background fit): a single run
+on a shared machine moves by tens of percent; repeated floods are taken at
+their best (a capacity is the most the stack sustains: on two cores a flood
+whose three processes the scheduler placed badly reads 50,000 msgs/s
+where the others read 75,000).  ``Model.notes`` records the fit and its
+residuals.
 """
 
 from __future__ import annotations
@@ -61,6 +76,10 @@ BACKGROUND_STEPS = 7
 BACKGROUND_MARGIN = 0.05
 #: Largest idle share of a core calibration accepts (a process busier than this while "idle" is not idle).
 MAX_IDLE_FRAC = 0.5
+#: Processes whose wake-up latency a message meets (publisher, broker, subscriber).
+PATH_PROCESSES = 3
+#: Rounds of fitting base latency and wake-up latency in turn (each settles the other).
+LATENCY_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -128,37 +147,71 @@ def _fit(measured: np.ndarray, work: np.ndarray, idle: np.ndarray, prior_idle: f
     return float(max(measured.sum() / work.sum(), MIN_SCALE)), 0.0
 
 
-def _scaled(stack: Stack, k_client: float, a_client: float, k_broker: float, a_broker: float) -> Stack:
+def _fit_wakes(measured: np.ndarray, work: np.ndarray, wakes: np.ndarray, idle: np.ndarray,
+               prior_idle: float, workloads: int) -> tuple[float, float, float]:
+    """``measured = k work + b wakes + a idle`` (k > 0, b, a >= 0): (k, b, a); see the module doc.
+
+    With three workloads or more (and three independent columns), every
+    subset of the costs containing ``k`` is solved by least squares and the
+    best fit with no negative cost is kept.  Otherwise :func:`_fit` (b = 0).
+    """
+    design = np.column_stack([work, wakes, idle])
+    if workloads < 3 or np.linalg.matrix_rank(design) < 3:
+        k, a = _fit(measured, work, idle, prior_idle)
+        return k, 0.0, a
+    best: tuple[float, float, float, float] | None = None
+    for columns in ((0, 1, 2), (0, 1), (0, 2), (0,)):
+        coef, *_ = np.linalg.lstsq(design[:, columns], measured, rcond=None)
+        full = np.zeros(3)
+        full[list(columns)] = coef
+        if full[0] <= MIN_SCALE or (full < 0).any():
+            continue
+        full[2] = min(full[2], MAX_IDLE_FRAC)
+        residual = float(np.sum((design @ full - measured) ** 2))
+        if best is None or residual < best[0]:
+            best = (residual, float(full[0]), float(full[1]), float(full[2]))
+    if best is None:
+        k, a = _fit(measured, work, idle, prior_idle)
+        return k, 0.0, a
+    return best[1], best[2], best[3]
+
+
+def _scaled(stack: Stack, fit: dict[str, float]) -> Stack:
+    k_client, k_broker = fit["client_scale"], fit["broker_scale"]
     return stack.replace(
         publisher_cpu_s=stack.publisher_cpu_s * k_client, subscriber_cpu_s=stack.subscriber_cpu_s * k_client,
-        ack_cpu_s=stack.ack_cpu_s * k_client, idle_cpu_frac=a_client,
+        ack_cpu_s=stack.ack_cpu_s * k_client, idle_cpu_frac=fit["client_idle"], wake_cpu_s=fit["client_wake_s"],
         broker_cpu_s=stack.broker_cpu_s * k_broker, broker_copy_cpu_s=stack.broker_copy_cpu_s * k_broker,
-        broker_ack_cpu_s=stack.broker_ack_cpu_s * k_broker, broker_idle_cpu_frac=a_broker)
+        broker_ack_cpu_s=stack.broker_ack_cpu_s * k_broker, broker_idle_cpu_frac=fit["broker_idle"],
+        broker_wake_cpu_s=fit["broker_wake_s"])
 
 
 def _pass(model: Model, runs: list[LiveRun], seed: int) -> tuple[Model, dict[str, Any]]:
     """One simulate-then-fit pass; returns the refitted model and the numbers behind it.
 
-    Per run and role: measured CPU (s) less the wake-ups the model counted
-    (x the stack's wake cost) = k x the model's message work (s) + idle share
-    x the time idle (s).  The broker's CPU is metered over the live run's
-    whole wall time, so its idle time is that wall time less its work.
+    Per run and role: measured CPU (s) = k x the model's message work (s) +
+    wake-up cost x the wake-ups the model counted + idle share x the time
+    idle (s).  The broker's CPU is metered over the live run's whole wall
+    time, so its idle time is that wall time less its work.
     """
     stack = model.stack(runs[0].protocol)
     rows = []
     for run in runs:
         sim = simulate(run.protocol, run.workload, model=model, options=run.options, seed=seed).meta["sim"]
-        client_wake_cpu = (sim["publisher_wakes"] + sim["subscriber_wakes"]) * stack.wake_cpu_s
         broker_wake_cpu = sim["broker_wakes"] * stack.broker_wake_cpu_s
         broker_idle = max(0.0, run.wall_s * stack.broker_threads - sim["broker_work_s"] - broker_wake_cpu)
-        rows.append((run.client_cpu_s - client_wake_cpu, sim["publisher_work_s"] + sim["subscriber_work_s"],
-                     sim["client_idle_s"], run.broker_cpu_s - broker_wake_cpu, sim["broker_work_s"], broker_idle))
+        rows.append((run.client_cpu_s, sim["publisher_work_s"] + sim["subscriber_work_s"],
+                     sim["publisher_wakes"] + sim["subscriber_wakes"], sim["client_idle_s"],
+                     run.broker_cpu_s, sim["broker_work_s"], sim["broker_wakes"], broker_idle))
     data = np.array(rows, dtype=float)
-    k_c, a_c = _fit(data[:, 0], np.maximum(data[:, 1], 1e-12), data[:, 2], stack.idle_cpu_frac)
-    k_b, a_b = _fit(data[:, 3], np.maximum(data[:, 4], 1e-12), data[:, 5], stack.broker_idle_cpu_frac)
-    fitted = _scaled(stack, k_c, a_c, k_b, a_b)
-    return model.with_stack(fitted), {"client_scale": k_c, "client_idle": a_c, "broker_scale": k_b,
-                                      "broker_idle": a_b}
+    workloads = len(_by_workload(runs))
+    k_c, b_c, a_c = _fit_wakes(data[:, 0], np.maximum(data[:, 1], 1e-12), data[:, 2], data[:, 3],
+                               stack.idle_cpu_frac, workloads)
+    k_b, b_b, a_b = _fit_wakes(data[:, 4], np.maximum(data[:, 5], 1e-12), data[:, 6], data[:, 7],
+                               stack.broker_idle_cpu_frac, workloads)
+    fit = {"client_scale": k_c, "client_wake_s": b_c, "client_idle": a_c, "broker_scale": k_b,
+           "broker_wake_s": b_b, "broker_idle": a_b}
+    return model.with_stack(_scaled(stack, fit)), fit
 
 
 def _fit_background(model: Model, run: LiveRun, seed: int) -> Model:
@@ -187,6 +240,52 @@ def _fit_background(model: Model, run: LiveRun, seed: int) -> Model:
     return model.replace(background_cores=(lo + hi) / 2.0)
 
 
+def _typical(runs: list[LiveRun], field: str, best: bool = False) -> LiveRun:
+    """The first of ``runs`` (repeats of one workload) carrying the runs' median ``field`` (``best``: largest)."""
+    values = [getattr(r, field) for r in runs]
+    return dataclasses.replace(runs[0], **{field: float(max(values) if best else np.median(values))})
+
+
+def _by_workload(runs: list[LiveRun]) -> list[list[LiveRun]]:
+    groups: dict[str, list[LiveRun]] = {}
+    for run in runs:
+        groups.setdefault(repr(sorted(run.workload.to_dict().items())), []).append(run)
+    return list(groups.values())
+
+
+def _median_gap_s(model: Model, run: LiveRun, seed: int) -> float:
+    """Measured less simulated median latency of ``run`` (s)."""
+    simulated = simulate(run.protocol, run.workload, model=model, options=run.options, seed=seed)
+    return (run.p50_ms - float(simulated.summary["p50_ms"].iloc[0])) / 1e3
+
+
+def _fit_latency(model: Model, runs: list[LiveRun], seed: int) -> tuple[Model, str]:
+    """Base latency from the paced runs with the shortest interval; wake-up latency from the longest (module doc)."""
+    paced = [_typical(g, "p50_ms") for g in _by_workload([r for r in runs if not r.saturated])]
+    if not paced:
+        paced = [_typical(g, "p50_ms") for g in _by_workload(runs)]
+    interval = {id(r): r.workload.publishers / r.workload.rate for r in paced}
+    fast = min(paced, key=lambda r: interval[id(r)])
+    slow = max(paced, key=lambda r: interval[id(r)])
+    stack = model.stack(fast.protocol).replace(wake_latency_s=0.0)
+    two = interval[id(slow)] > interval[id(fast)]
+    if two:
+        stack = stack.replace(wake_idle_s=(interval[id(fast)], interval[id(slow)]))
+    model = model.with_stack(stack)
+    for _ in range(LATENCY_ROUNDS if two else 2):
+        stack = stack.replace(base_latency_s=max(0.0, stack.base_latency_s + _median_gap_s(model, fast, seed)))
+        model = model.with_stack(stack)
+        if two:
+            gap = _median_gap_s(model, slow, seed)
+            stack = stack.replace(wake_latency_s=max(0.0, stack.wake_latency_s + gap / PATH_PROCESSES))
+            model = model.with_stack(stack)
+    if not two:
+        return model, f"base latency from the paced median at {1 / interval[id(fast)]:g} msgs/s per publisher"
+    return model, (f"wake-up latency {stack.wake_latency_s * 1e6:.0f} us per process after "
+                   f"{interval[id(slow)] * 1e3:g} ms idle, none after {interval[id(fast)] * 1e3:g} ms (paced "
+                   f"medians {slow.p50_ms:.3f} and {fast.p50_ms:.3f} ms)")
+
+
 def _residuals(model: Model, runs: list[LiveRun], seed: int) -> list[dict[str, Any]]:
     out = []
     for run in runs:
@@ -207,7 +306,9 @@ def calibrate(result: Result, *, model: Model | None = None, iterations: int = C
 
     ``result``: a live Result of one protocol (one run, or several at
     different rates: a paced run and a saturating one separate the
-    per-message cost from the wake-up cost; see the module doc).
+    per-message cost from the idle cost; a second paced rate gives the
+    wake-up latency; repeats of a workload are taken at their median; see
+    the module doc).
     ``model``: the starting point (default: the reference model; its
     ``cores`` and links are kept: the live runs were on this machine's
     loopback).  ``background_cores``: cores other programs kept busy during
@@ -232,26 +333,25 @@ def calibrate(result: Result, *, model: Model | None = None, iterations: int = C
     implementation = str(result.summary["implementation"].iloc[0])
     broker = implementation.split("/", 1)[-1].split(" ")[0]
     model = model.with_stack(start.replace(implementation=f"{protocol}/{broker}", base_latency_s=0.0,
-                                           wake_cpu_s=0.0, broker_wake_cpu_s=0.0))
+                                           wake_cpu_s=0.0, broker_wake_cpu_s=0.0, wake_latency_s=0.0))
     fit: dict[str, Any] = {}
     for _ in range(iterations):
         model, fit = _pass(model, runs, seed)
     saturated = [r for r in runs if r.saturated]
     if fit_background and saturated:
-        model = _fit_background(model, max(saturated, key=lambda r: r.workload.publishers), seed)
+        most = max(r.workload.publishers for r in saturated)
+        model = _fit_background(model, _typical([r for r in saturated if r.workload.publishers == most],
+                                                "throughput_msgs_s", best=True), seed)
         model, fit = _pass(model, runs, seed)
-    quiet = min(runs, key=lambda r: r.workload.rate / max(r.workload.publishers, 1))
+    model, latency_fit = _fit_latency(model, runs, seed)
     stack = model.stack(protocol)
-    for _ in range(2):  # base latency: the quiet run's median, less what the model already explains
-        simulated = simulate(protocol, quiet.workload, model=model, options=quiet.options, seed=seed)
-        gap_s = (quiet.p50_ms - float(simulated.summary["p50_ms"].iloc[0])) / 1e3
-        stack = stack.replace(base_latency_s=max(0.0, stack.base_latency_s + gap_s))
-        model = model.with_stack(stack)
     stack = stack.replace(source=f"calibrated from {len(runs)} live run(s): {', '.join(r.run_id for r in runs)}")
     model = model.with_stack(stack)
-    notes = [f"calibrated {implementation}: client cost x{fit['client_scale']:.3g}, idle {fit['client_idle']:.1%} "
-             f"of a core; broker cost x{fit['broker_scale']:.3g}, idle {fit['broker_idle']:.1%}; base latency "
-             f"{stack.base_latency_s * 1e6:.0f} us; background {model.background_cores:g} cores"]
+    notes = [f"calibrated {implementation}: client cost x{fit['client_scale']:.3g}, wake-up "
+             f"{fit['client_wake_s'] * 1e6:.0f} us CPU, idle {fit['client_idle']:.1%} of a core; broker cost "
+             f"x{fit['broker_scale']:.3g}, wake-up {fit['broker_wake_s'] * 1e6:.0f} us CPU, idle "
+             f"{fit['broker_idle']:.1%}; base latency "
+             f"{stack.base_latency_s * 1e6:.0f} us; {latency_fit}; background {model.background_cores:g} cores"]
     for res in _residuals(model, runs, seed):
         notes.append("run {run_id} ({rate:g} msgs/s, {publishers} pub): client CPU {client_cpu_s:.3f} s vs model "
                      "{model_client_cpu_s:.3f}; broker CPU {broker_cpu_s:.3f} s vs {model_broker_cpu_s:.3f}; p50 "
