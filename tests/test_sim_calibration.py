@@ -21,6 +21,9 @@ from labkit.sim.validate import (CAPACITY_PASS_PCT, FAST_STEP, P50_PASS_PCT, REP
                                  validate_calibration)
 
 PACED = Workload(rate=200, duration_s=2.0, warmup_s=0.5, drain_s=3.0)
+#: The regression guard on the 10x errors (%): wider than the issue's mark, which one set in five misses.
+GUARD_P50_PCT = 50.0
+GUARD_CAPACITY_PCT = 40.0
 
 
 def _as_live(result):
@@ -109,9 +112,11 @@ async def test_calibration_reproduces_the_runs_it_was_fitted_on(validation):
 async def test_the_pass_mark_is_judged_on_errors_measured_at_10x(validation):
     """The issue's pass mark (p50 within 20%, capacity within 15% at 10x) is judged, never assumed.
 
-    On this 2-core VM it was met in most quiet-machine validations and missed in some (docs/simulation.md
-    has every set): one live run of the same workload moves by tens of percent there.  So this test checks
-    the judgement on medians and best floods of three runs each, not the outcome.
+    On this 2-core VM the final model met it in 9 of 11 quiet-machine validations for the p50 and in 11 of
+    11 for the capacity (docs/simulation.md has every set): one live run of the same workload moves by tens
+    of percent there.  So this test checks the judgement on medians and best floods of three runs each,
+    and holds the model to a wider guard (p50 within GUARD_P50_PCT, capacity within GUARD_CAPACITY_PCT)
+    that the models before the wake-up latency and the harness fixes failed (+65% to +144% on the p50).
     """
     table = validation.table.set_index("metric")
     assert list(table.index) == ["p50_ms", "capacity_msgs_s"]
@@ -129,3 +134,5 @@ async def test_the_pass_mark_is_judged_on_errors_measured_at_10x(validation):
         assert row["error_pct"] == pytest.approx((row["predicted"] - row["measured"]) / row["measured"] * 100)
         assert bool(row["ok"]) == (abs(row["error_pct"]) <= row["pass_mark_pct"])
     assert validation.passed == bool(table["ok"].all())
+    assert abs(table.at["p50_ms", "error_pct"]) <= GUARD_P50_PCT, validation.table.to_string()
+    assert abs(table.at["capacity_msgs_s", "error_pct"]) <= GUARD_CAPACITY_PCT, validation.table.to_string()
