@@ -17,6 +17,7 @@ from labkit.sim.links import Link
 from labkit.sim.machine import Draws, Machine, OwnCpu, Server
 from labkit.experiment.pacing import burst_grid_ns
 from labkit.sim.system import pacer_wake_s, release_times
+from labkit.sim.wakeup import WakeLatency
 from labkit.wire.mqtt import Publish
 
 
@@ -104,6 +105,23 @@ def test_a_wake_up_costs_cpu_after_the_job_so_the_next_job_waits_not_this_one(ki
     env.run()
     assert done == [(0.0, pytest.approx(0.001)), (pytest.approx(0.011), pytest.approx(0.012))]
     assert cpu.wakes == 1 and cpu.busy_s == pytest.approx(0.012)
+
+
+def test_two_threads_with_a_wake_up_latency_serve_every_job_once():
+    # a thread that slept long wakes late; the other may take the job meanwhile, and nothing is lost
+    env = simpy.Environment()
+    latency = WakeLatency(200e-6, (1e-4, 1e-3))
+    server = Server(env, "broker", Machine(env, 1), _draws(), threads=2, wake_s=30e-6, cv=1.0, wake_latency=latency)
+    done: list[int] = []
+    rng = np.random.default_rng(4)
+
+    def feed(env):
+        for i in range(3000):
+            server.submit(20e-6, lambda job: done.append(job.args[0]), i)
+            yield env.timeout(float(rng.exponential(150e-6)))
+    env.process(feed(env))
+    env.run()
+    assert sorted(done) == list(range(3000))
 
 
 def test_a_retired_process_stops_paying_its_idle_share():

@@ -24,9 +24,9 @@ process stays busy for the wake-up after it): an event loop's round trip
 around a message costs CPU, most of it off the message's path (a pacer
 wakes before the intended time, a subscriber books a message after
 stamping it), which is how a paced live median stays below the CPU of three
-wake-ups.  Such a job
-also starts ``wake_latency(gap)`` seconds late, ``gap`` being how long the
-process had been idle (:mod:`labkit.sim.wakeup`; latency, not CPU).
+wake-ups.  Such a job also starts ``wake_latency(gap)`` seconds late, ``gap``
+being how long the process had been idle (:mod:`labkit.sim.wakeup`; latency,
+not CPU).
 
 A process also spends CPU while it waits (``idle_frac``: a pacer's timer
 wake-ups, an event loop's housekeeping): every :data:`IDLE_TICK_S` on
@@ -300,7 +300,8 @@ class Server(_Stats):
                 delay = latency(env.now - last_end)
                 if delay:
                     yield env.timeout(delay)
-                    self.inbox[0].delay = delay
+                    if self.inbox:  # another thread may have taken it meanwhile
+                        self.inbox[0].delay = delay
             if cores is None:
                 yield from self._one(env, idle)
             else:
@@ -314,6 +315,8 @@ class Server(_Stats):
             idle = not self.inbox
 
     def _one(self, env: simpy.Environment, wake: bool) -> Any:
+        if not self.inbox:  # another thread took it while this one waited for a core
+            return
         job = self.inbox.popleft()
         self.serving += 1
         work, tail = self._service(job.service, wake)
