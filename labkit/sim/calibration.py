@@ -38,9 +38,8 @@ intervals and ``wake_latency_s`` is set so that the simulated median of the
 slower group equals its measured one (each of the three processes on a
 message's path, publisher, broker and subscriber, pays it; see
 :mod:`labkit.sim.wakeup`).  Runs of the same workload, repeated, are taken
-at their median (p50, or throughput for the background fit): a single run
-on a shared machine moves by tens of percent; repeated floods are taken at
-their best (a capacity is the most the stack sustains: on two cores a flood
+at their median p50 (a single run on a shared machine moves by tens of
+percent); repeated floods at their best throughput (a capacity is the most the stack sustains: on two cores a flood
 whose three processes the scheduler placed badly reads 50,000 msgs/s
 where the others read 75,000).  ``Model.notes`` records the fit and its
 residuals.
@@ -261,16 +260,14 @@ def _median_gap_s(model: Model, run: LiveRun, seed: int) -> float:
 
 def _fit_latency(model: Model, runs: list[LiveRun], seed: int) -> tuple[Model, str]:
     """Base latency from the paced runs with the shortest interval; wake-up latency from the longest (module doc)."""
-    paced = [_typical(g, "p50_ms") for g in _by_workload([r for r in runs if not r.saturated])]
-    if not paced:
-        paced = [_typical(g, "p50_ms") for g in _by_workload(runs)]
-    interval = {id(r): r.workload.publishers / r.workload.rate for r in paced}
-    fast = min(paced, key=lambda r: interval[id(r)])
-    slow = max(paced, key=lambda r: interval[id(r)])
+    paced = [_typical(g, "p50_ms") for g in _by_workload([r for r in runs if not r.saturated] or runs)]
+    paced.sort(key=lambda r: r.workload.publishers / r.workload.rate)  # each publisher's interval (s)
+    fast, slow = paced[0], paced[-1]
+    short_s, long_s = (r.workload.publishers / r.workload.rate for r in (fast, slow))
     stack = model.stack(fast.protocol).replace(wake_latency_s=0.0)
-    two = interval[id(slow)] > interval[id(fast)]
+    two = long_s > short_s
     if two:
-        stack = stack.replace(wake_idle_s=(interval[id(fast)], interval[id(slow)]))
+        stack = stack.replace(wake_idle_s=(short_s, long_s))
     model = model.with_stack(stack)
     for _ in range(LATENCY_ROUNDS if two else 2):
         stack = stack.replace(base_latency_s=max(0.0, stack.base_latency_s + _median_gap_s(model, fast, seed)))
@@ -280,10 +277,10 @@ def _fit_latency(model: Model, runs: list[LiveRun], seed: int) -> tuple[Model, s
             stack = stack.replace(wake_latency_s=max(0.0, stack.wake_latency_s + gap / PATH_PROCESSES))
             model = model.with_stack(stack)
     if not two:
-        return model, f"base latency from the paced median at {1 / interval[id(fast)]:g} msgs/s per publisher"
-    return model, (f"wake-up latency {stack.wake_latency_s * 1e6:.0f} us per process after "
-                   f"{interval[id(slow)] * 1e3:g} ms idle, none after {interval[id(fast)] * 1e3:g} ms (paced "
-                   f"medians {slow.p50_ms:.3f} and {fast.p50_ms:.3f} ms)")
+        return model, f"base latency from the paced median at {1 / short_s:g} msgs/s per publisher"
+    return model, (f"wake-up latency {stack.wake_latency_s * 1e6:.0f} us per process after {long_s * 1e3:g} ms "
+                   f"idle, none after {short_s * 1e3:g} ms (paced medians {slow.p50_ms:.3f} and "
+                   f"{fast.p50_ms:.3f} ms)")
 
 
 def _residuals(model: Model, runs: list[LiveRun], seed: int) -> list[dict[str, Any]]:
