@@ -2,10 +2,10 @@
 
 A process with a CPU of its own (:class:`~labkit.sim.machine.OwnCpu`) starts
 a job at ``max(arrival, previous end)`` and adds a wake-up to a job that
-finds it idle (and, with a wake-up latency, starts such a job ``w(gap)``
-late, see :mod:`labkit.sim.wakeup`).  :func:`fifo` computes that for every job of many such
-processes at once: vectorised when no job queues, in closed form
-(``end_n = C_n + max_k (arrival_k - C_{k-1})``, a running maximum) for
+finds it idle (with a wake-up latency, such a job also starts ``w(gap)``
+late: :mod:`labkit.sim.wakeup`).  :func:`fifo` computes that for every job
+of many such processes at once: vectorised when no job queues, in closed
+form (``end_n = C_n + max_k (arrival_k - C_{k-1})``, a running maximum) for
 long runs, one job after the other otherwise.  The fast path
 (:mod:`labkit.sim.fastpath`) runs publishers and subscribers on it.
 """
