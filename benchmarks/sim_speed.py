@@ -155,8 +155,8 @@ def section(m: dict[str, Any], machine: str) -> str:
     table = "\n".join(["| target | measured | limit | verdict |", "|---|---|---|---|"]
                       + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
     return (f"\n## Simulation speed (issue 5), {stamp}{quick}\n\nMachine: {machine}\n\n"
-            "`python -m benchmarks.sim_speed`: one process (one core; the machine's other core was in use by "
-            "other sessions now and then). Run 1: `simulate_sensors(100_000, rate_hz=1.0, duration_s=60, model=FLEET)` "
+            f"`python -m benchmarks.sim_speed`: one process (one core; other programs used {m['others_pct']:.0f}% "
+            "of the machine meanwhile). Run 1: `simulate_sensors(100_000, rate_hz=1.0, duration_s=60, model=FLEET)` "
             "(benchmarks/sim_speed.py: MQTT QoS 0, sensors on devices of their own over a 20 ms WAN with 2 ms "
             "jitter, a C broker at 4 + 2 us per message, utilisation 0.6, one consumer at 5 us); the Result "
             f"keeps {t1['rows_kept']:,} of {t1['rows_total']:,} message rows (a seeded sample, said in its meta); "
@@ -184,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .__main__ import machine
 
-    text = section(measure(quick=args.quick), machine())
+    from .minimal import common
+
+    before = common._others_cpu()
+    measured = measure(quick=args.quick)
+    measured["others_pct"] = common._others_pct(before)
+    text = section(measured, machine())
     print(text)
     if args.append:
         with RESULTS.open("a") as f:
