@@ -16,7 +16,8 @@ import pytest
 
 from labkit.experiment.dtypes import RECEIVED_DTYPE, SENT_DTYPE
 from labkit.experiment.options import resolve_options
-from labkit.experiment.worker import PublisherWorker, SubscriberWorker, _until_released, broker_acknowledges
+from labkit.experiment.worker import (PublisherWorker, SubscriberWorker, _serve, _until_released,
+                                     broker_acknowledges)
 from labkit.wire.envelopes import decode_headers
 from labkit.experiment.workload import Workload
 from labkit.protocols.base import Ack, Message, Subscription
@@ -117,6 +118,34 @@ async def test_a_publisher_that_reported_stays_until_the_runner_closes_its_stdin
     assert not waiting.done()
     reader.feed_eof()
     await asyncio.wait_for(waiting, 1.0)
+
+
+async def test_a_publisher_worker_says_done_then_keeps_its_connection_until_released(tmp_path, monkeypatch,
+                                                                                      capsys) -> None:
+    closed: list[bool] = []
+
+    async def prepare(self) -> dict:
+        return {}
+
+    async def run(self, start_ns: int) -> dict:
+        return {"sent": 1}
+
+    async def close(self) -> None:
+        closed.append(True)
+
+    monkeypatch.setattr(PublisherWorker, "prepare", prepare)
+    monkeypatch.setattr(PublisherWorker, "run", run)
+    monkeypatch.setattr(PublisherWorker, "close", close)
+    reader = asyncio.StreamReader()
+    reader.feed_data(b'{"cmd": "go", "start_ns": 0}\n')
+    job = _job(tmp_path, "pub", workload=Workload(rate=10, count=1).to_dict())
+    serving = asyncio.create_task(_serve(job, reader))
+    await asyncio.sleep(0.1)
+    assert '"event": "done"' in capsys.readouterr().out  # reported ...
+    assert not serving.done() and not closed  # ... and still connected
+    reader.feed_eof()  # the runner releases it
+    await asyncio.wait_for(serving, 2.0)
+    assert closed == [True]
 
 
 async def test_a_publisher_never_released_leaves_after_its_timeout(caplog) -> None:

@@ -218,10 +218,11 @@ async def validate_calibration(protocol: str, lab: Any, base_workload: Workload,
     many = await live_set(check_runs)
     note("done")
     rows = []
-    for metric, column, one, label, sim_n, mark in (
-            ("p50_ms", "p50_ms", "paced 1x", f"paced {factor}x", sim_paced, P50_PASS_PCT),
-            ("capacity_msgs_s", "throughput_msgs_s", "flood 1x", f"flood {factor}x", sim_flood, CAPACITY_PASS_PCT)):
-        typical = np.max if metric == "capacity_msgs_s" else np.median  # see the module doc
+    # p50 on the repeats' median, capacity on their best flood (see the module doc)
+    for metric, column, one, label, sim_n, mark, typical in (
+            ("p50_ms", "p50_ms", "paced 1x", f"paced {factor}x", sim_paced, P50_PASS_PCT, np.median),
+            ("capacity_msgs_s", "throughput_msgs_s", "flood 1x", f"flood {factor}x", sim_flood, CAPACITY_PASS_PCT,
+             np.max)):
         live_n = np.array([float(r.summary[column].iloc[0]) for r in many[label]])
         predicted = float(sim_n.summary[column].iloc[0])
         measured = float(typical(live_n))
