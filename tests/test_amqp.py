@@ -6,6 +6,7 @@ import asyncio
 import socket
 import uuid
 
+import aio_pika
 import pytest
 
 from labkit.errors import ConfigError, ConnectError, LabkitTimeout, ProtocolError
@@ -305,6 +306,28 @@ async def test_conflicting_queue_settings_are_a_protocol_error(amqp_url: str) ->
             await c.subscribe("a", queue=queue, auto_delete=True, arguments={"x-max-length": 2})
         await c.publish("a", b"still works")  # the failed subscription's channel only
         assert (await first.get(WAIT_S)).payload == b"still works"
+
+
+async def test_a_failed_connect_closes_its_connection_itself(amqp_url: str, monkeypatch) -> None:
+    # Left to aio_pika's __del__, close() is scheduled on whatever loop runs at collection, or warned about
+    # as never awaited (seen in the RabbitMQ outage test, whose plain sender reconnects while it is down).
+    closed: list[object] = []
+    real_close = aio_pika.Connection.close
+
+    async def close(self, *args, **kwargs):
+        closed.append(self)
+        return await real_close(self, *args, **kwargs)
+
+    monkeypatch.setattr(aio_pika.Connection, "close", close)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    with pytest.raises(ConnectError, match="is the broker running"):
+        await AmqpClient(f"amqp://guest:guest@127.0.0.1:{closed_port}/", timeout=5).connect()
+    assert len(closed) == 1 and closed[0].is_closed  # before connect() returned, not at collection
+    with pytest.raises(ConnectError, match="refused the login"):
+        await AmqpClient(amqp_url.replace("guest:guest", "guest:wrong")).connect()
+    assert len(closed) == 2 and closed[1].is_closed
 
 
 async def test_connect_errors_say_what_to_fix(amqp_url: str) -> None:

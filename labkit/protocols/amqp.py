@@ -228,12 +228,19 @@ class AmqpClient(Client):
             return
         started = time.perf_counter()
         where = _safe_url(self.url)
+        # aio_pika.connect() with aiormq's transport_factory, so the socket is counted (wire_bytes()).
+        conn = aio_pika.Connection(self.url)
+        conn.kwargs["transport_factory"] = _MeteredTransport(self._meter)
         try:
-            async with asyncio.timeout(self.timeout):
-                # aio_pika.connect() with aiormq's transport_factory, so the socket is counted (wire_bytes()).
-                conn = aio_pika.Connection(self.url)
-                conn.kwargs["transport_factory"] = _MeteredTransport(self._meter)
-                await conn.connect(timeout=self.timeout)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await conn.connect(timeout=self.timeout)
+            except BaseException:
+                # closed here, not left to aio_pika's __del__ (which schedules close() on whatever loop runs
+                # then, or warns that it was never awaited)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), self.timeout)
+                raise
         except TimeoutError:
             raise LabkitTimeout(f"no AMQP handshake with {where} within {self.timeout} s; is the broker up?") from None
         except (amqp_errors.ProbableAuthenticationError, amqp_errors.AuthenticationError) as exc:
