@@ -246,9 +246,9 @@ def _typical(runs: list[LiveRun], field: str, best: bool = False) -> LiveRun:
 
 
 def _by_workload(runs: list[LiveRun]) -> list[list[LiveRun]]:
-    groups: dict[str, list[LiveRun]] = {}
+    groups: dict[Workload, list[LiveRun]] = {}
     for run in runs:
-        groups.setdefault(repr(sorted(run.workload.to_dict().items())), []).append(run)
+        groups.setdefault(run.workload, []).append(run)
     return list(groups.values())
 
 

@@ -134,8 +134,8 @@ class Validation:
 
 
 async def _live(protocol: str, workload: Workload, lab: Any, options: dict[str, Any] | None,
-                label: str, repeat: int) -> tuple[Result, float]:
-    """One live run, tagged ``validation_run=label``, and the background cores measured around it."""
+                label: str, repeat: int) -> Result:
+    """One live run, tagged ``validation_run=label``; ``meta["background_cores"]``: those measured around it."""
     from ..experiment.runner import run
 
     busy0, t0 = machine_busy()
@@ -147,7 +147,7 @@ async def _live(protocol: str, workload: Workload, lab: Any, options: dict[str, 
     result.summary["validation_run"] = label
     result.summary["validation_repeat"] = repeat
     result.meta["background_cores"] = background
-    return result, background
+    return result
 
 
 def _error_pct(predicted: float, measured: float) -> float:
@@ -196,7 +196,7 @@ async def validate_calibration(protocol: str, lab: Any, base_workload: Workload,
         for k in range(repeats):
             for label, workload in runs:
                 note(f"live {label} ({k + 1} of {repeats})")
-                out[label].append((await _live(protocol, workload, lab, options, label, k))[0])
+                out[label].append(await _live(protocol, workload, lab, options, label, k))
                 done += 1
         return out
 
