@@ -13,8 +13,9 @@ import pytest
 from labkit.errors import ConfigError
 import threading
 
-from labkit.experiment.pacing import (BEHIND_P99_LAG_NS, LATE_NS, MAX_GRID_NS, MIN_WAKE_NS, PaceReport,
-                                      burst_grid_ns, fine_timer_slack, lag_bound_ns, pace)
+from labkit.experiment.pacing import (BEHIND_P99_LAG_NS, LATE_NS, MAX_GRID_NS, MIN_WAKE_NS,
+                                      PaceReport, burst_grid_ns, coarse_sleep_ns, fine_timer_slack, lag_bound_ns,
+                                      pace, selector_wait_ns)
 
 MS = 1_000_000
 
@@ -312,6 +313,61 @@ async def test_naps_that_wake_late_are_aimed_earlier_and_one_stall_does_not_stop
     assert np.count_nonzero(lags) <= 5 * MS // 400_000 + 2  # only the backlog of the stall: the rest exact
     assert np.all(lags[-300:] == 0)
     assert fake.naps >= 380  # still napping after the stall, rather than spinning the rest of the way
+
+
+class SelectorClock(FakeClock):
+    """Coarse sleeps wait what asyncio's epoll selector makes of them, plus ``late_ns`` (one, ``stall_at``, 5 ms)."""
+
+    def __init__(self, late_ns: int = 0, stall_at: int = -1) -> None:
+        super().__init__()
+        self.late_ns, self.stall_at = late_ns, stall_at
+        self.coarse = 0
+
+    async def sleep(self, seconds: float) -> None:
+        step = round(seconds * 1e9)
+        if step <= 0:
+            self.now += self.tick_ns
+            return
+        self.sleeps.append(step)
+        self.now += selector_wait_ns(step) + (5 * MS if self.coarse == self.stall_at else self.late_ns)
+        self.coarse += 1
+
+
+def test_the_selector_stretches_some_whole_milliseconds_by_one() -> None:
+    # asyncio's epoll selector: ceil(timeout * 1e3) * 1e-3, then CPython rounds that float up to whole ms.
+    assert selector_wait_ns(9 * MS) == 10 * MS  # 9 * 1e-3 == 0.009000000000000001
+    assert [selector_wait_ns(k * MS) for k in (1, 2, 8, 10, 20)] == [k * MS for k in (1, 2, 8, 10, 20)]
+    assert selector_wait_ns(9 * MS - 300_000) == 10 * MS  # what the loop asks for just under 9 ms
+    assert selector_wait_ns(400_000) == MS
+    assert coarse_sleep_ns(9 * MS + 750_000, MS) == 8 * MS  # 9 ms would wake at 10: one quantum fewer
+    assert coarse_sleep_ns(10 * MS + 500_000, MS) == 10 * MS
+    assert coarse_sleep_ns(900_000, MS) == 0 and coarse_sleep_ns(-5, MS) == 0
+
+
+async def test_a_schedule_whose_coarse_sleep_the_selector_stretches_still_lands_exactly() -> None:
+    fake = SelectorClock()
+    send = Recorder(fake)
+    offsets = np.arange(100, dtype=np.int64) * 10 * MS  # 100 msgs/s: a 9 ms coarse sleep would wait 10
+    start = fake.now + 5 * MS
+    report = await pace(offsets, start, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap)
+    assert [c[2] for c in send.calls] == (start + offsets).tolist()
+    assert report.max_lag_ns == 0 and not report.behind
+    assert 9 * MS not in fake.sleeps and 8 * MS in fake.sleeps
+
+
+async def test_coarse_sleeps_that_wake_late_leave_more_to_the_naps_and_one_stall_does_not_undo_it() -> None:
+    fake = SelectorClock(late_ns=400_000, stall_at=150)  # every coarse sleep 0.4 ms late, the 151st 5 ms late
+    send = Recorder(fake)
+    offsets = np.arange(300, dtype=np.int64) * 4_300_000  # a 4 ms sleep would leave 0.3 ms: 0.1 ms short
+    start = fake.now + 5 * MS
+    report = await pace(offsets, start, send, clock=fake.clock, sleep=fake.sleep, nap=fake.nap)
+    lags = report.lags_ns
+    assert lags.min() >= 0
+    assert np.count_nonzero(lags[:10]) >= 1  # before the estimate has learnt the overshoot: late
+    assert np.all(lags[60:150] == 0)  # learnt: exact
+    assert np.count_nonzero(lags[150:]) <= 5 * MS // 4_300_000 + 2  # the stall's backlog, then exact again
+    assert np.all(lags[-100:] == 0)
+    assert 3 * MS in fake.sleeps[-100:]  # one quantum fewer than the 0.2 ms margin alone would sleep
 
 
 async def test_wait_parameters_are_checked() -> None:

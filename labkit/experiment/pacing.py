@@ -14,9 +14,14 @@ loop's poll timeout (1 ms on Linux epoll, libuv and kqueue), so a wait first
 yields to the event loop once (what arrived since the last send is read), then
 has three stages:
 
-1. while more than one quantum (``quantum_ns``, 1 ms) plus :data:`COARSE_MARGIN_NS`
-   remain: ``await sleep(...)`` for whole quanta; the event loop reads
-   acknowledgements meanwhile;
+1. while more than one quantum (``quantum_ns``, 1 ms) plus a margin remain:
+   ``await sleep(...)`` for whole quanta; the event loop reads
+   acknowledgements meanwhile.  The margin is :data:`COARSE_MARGIN_NS` plus a
+   running estimate of how late these sleeps wake (the 75th percentile, learnt
+   like the naps' below: 0.3-0.4 ms after 5 ms or more on the 2-core VMs labkit
+   was tuned on, where a timer wake-up of an idle virtual CPU is slow).  Sleeps
+   that asyncio's epoll selector would stretch by a whole millisecond are
+   shortened by one quantum (:func:`coarse_sleep_ns`);
 2. short blocking naps (``time.sleep``, at most ``nap_max_ns`` each, yielding
    to the event loop between them) aimed at ``spin_ns`` plus the naps' own
    overshoot before the send time.  The pacer measures how late each nap wakes
@@ -71,7 +76,7 @@ from ..errors import ConfigError
 
 __all__ = ["pace", "PaceReport", "fine_timer_slack", "burst_grid_ns", "lag_bound_ns", "mean_rate", "BEHIND_RATE_RATIO", "BEHIND_P99_LAG_NS",
            "LATE_NS", "SLEEP_QUANTUM_NS", "NAP_MAX_NS", "SPIN_NS", "MIN_WAKE_NS", "MAX_GRID_NS", "GRID_RATE",
-           "COARSE_MARGIN_NS"]
+           "COARSE_MARGIN_NS", "coarse_sleep_ns", "selector_wait_ns"]
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +88,12 @@ BEHIND_P99_LAG_NS = 1_000_000
 LATE_NS = 1_000_000
 #: Granularity of the event loop's timers (ns): coarse sleeps are whole multiples of it.
 SLEEP_QUANTUM_NS = 1_000_000
-#: What a coarse sleep leaves for the naps at least (ns): the loop's timer may wake this late.
+#: What a coarse sleep leaves for the naps at least (ns), on top of its learnt overshoot.
 COARSE_MARGIN_NS = 200_000
+#: How far one coarse sleep moves its overshoot estimate up (ns; a third of it down).
+COARSE_STEP_NS = 10_000
+#: The coarse sleeps' overshoot estimate never exceeds this (ns).
+COARSE_OVERSHOOT_CAP_NS = 1_000_000
 #: Longest single blocking nap by default (ns): bounds how long the event loop is held, and so how late
 #: an acknowledgement that arrives meanwhile is read and stamped.
 NAP_MAX_NS = 250_000
@@ -225,6 +234,34 @@ def _report(offsets: Sequence[int], start_ns: int, sent_ns: list[int], unsent: i
                       wakeups=wakeups, min_wake_ns=min_wake_ns)
 
 
+def selector_wait_ns(sleep_ns: int) -> int:
+    """How long asyncio's epoll selector (Linux's default loop) waits for a timer ``sleep_ns`` away (ns).
+
+    The selector rounds the timeout up to whole milliseconds as a float,
+    ``ceil(timeout * 1e3) * 1e-3``, and CPython then rounds that float up to
+    whole nanoseconds and again up to milliseconds.  For some values the float
+    product lies just above the whole millisecond (``9 * 1e-3`` is
+    ``0.009000000000000001``), so the wait is one millisecond longer than asked:
+    9, 13, 18, 26, 36 ms among others.  Pure arithmetic; other loops (uvloop,
+    kqueue) round differently, and a shorter sleep only costs them a few naps.
+    """
+    whole_ms = -(-sleep_ns // 1_000_000)
+    waited_ns = math.ceil(whole_ms * 1e-3 * 1e9)
+    return -(-waited_ns // 1_000_000) * 1_000_000
+
+
+def coarse_sleep_ns(budget_ns: int, quantum_ns: int) -> int:
+    """The longest whole number of quanta (ns) the event loop will not stretch beyond ``budget_ns`` (ns; 0 for none).
+
+    Whole quanta, at most ``budget_ns``, and one quantum fewer while
+    :func:`selector_wait_ns` says the loop would wait past the budget.
+    """
+    quanta = max(0, budget_ns) // quantum_ns
+    while quanta > 0 and selector_wait_ns(quanta * quantum_ns) > budget_ns:
+        quanta -= 1
+    return quanta * quantum_ns
+
+
 def _length_class(nap_ns: int) -> int:
     """Which overshoot estimate a nap of ``nap_ns`` uses: under 64 µs, 64-128, 128-256, 256-512, 512 µs or more.
 
@@ -243,6 +280,8 @@ class _Waiter:
         self.spin_ns, self.quantum_ns, self.nap_max_ns = spin_ns, quantum_ns, nap_max_ns
         #: Per nap length class: running estimate (ns) of the 75th percentile of how late a nap wakes.
         self.overshoot_ns = [float(NAP_OVERSHOOT_GUESS_NS)] * NAP_CLASSES
+        #: The same for the coarse sleeps (ns): how much more than COARSE_MARGIN_NS they leave for the naps.
+        self.coarse_overshoot_ns = float(NAP_OVERSHOOT_GUESS_NS)
 
     def _learn(self, nap_ns: int, overshoot: int) -> None:
         """Move the estimate of ``nap_ns``'s class a fixed step towards the 75th percentile of ``overshoot`` (ns).
@@ -257,6 +296,13 @@ class _Waiter:
             estimates[k] = min(estimates[k] + OVERSHOOT_STEP_NS, OVERSHOOT_CAP_NS)
         else:
             estimates[k] = max(0.0, estimates[k] - OVERSHOOT_STEP_NS / 3)
+
+    def _learn_coarse(self, overshoot: int) -> None:
+        """Move the coarse sleeps' estimate towards the 75th percentile of ``overshoot`` (ns), as :meth:`_learn`."""
+        if overshoot > self.coarse_overshoot_ns:
+            self.coarse_overshoot_ns = min(self.coarse_overshoot_ns + COARSE_STEP_NS, COARSE_OVERSHOOT_CAP_NS)
+        else:
+            self.coarse_overshoot_ns = max(0.0, self.coarse_overshoot_ns - COARSE_STEP_NS / 3)
 
     def _nap_ns(self, left: int, spare: int) -> int:
         """How long to nap with ``left`` ns to go, to wake ``spare`` ns early despite the expected overshoot."""
@@ -278,10 +324,14 @@ class _Waiter:
         now = clock()
         left = mark - now
         quantum = self.quantum_ns
-        if left > quantum + COARSE_MARGIN_NS:
-            await sleep(((left - COARSE_MARGIN_NS) // quantum) * quantum / 1e9)
-            now = clock()
-            left = mark - now
+        margin = COARSE_MARGIN_NS + int(self.coarse_overshoot_ns)
+        if left > quantum + margin:
+            coarse = coarse_sleep_ns(left - margin, quantum)
+            if coarse > 0:
+                await sleep(coarse / 1e9)
+                after = clock()
+                self._learn_coarse(after - now - coarse)
+                now, left = after, mark - after
         napped = False
         for _ in range(max(left, 0) // 1000 + 1000):  # bounded: a clock that stops cannot hang the pacer
             if left <= 0:
