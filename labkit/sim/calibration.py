@@ -37,7 +37,9 @@ what waking up after a longer sleep costs: ``wake_idle_s`` becomes the two
 intervals and ``wake_latency_s`` is set so that the simulated median of the
 slower group equals its measured one (each of the three processes on a
 message's path, publisher, broker and subscriber, pays it; see
-:mod:`labkit.sim.wakeup`).  Runs of the same workload, repeated, are taken
+:mod:`labkit.sim.wakeup`: an even split that matches ten devices on average on
+the 2-core VM, though live it is the broker's and subscriber's wake-ups, and
+ten devices add latency of their own; docs/simulation.md, Validation).  Runs of the same workload, repeated, are taken
 at their median p50 (a single run on a shared machine moves by tens of
 percent); repeated floods at their best throughput (a capacity is the most the stack sustains: on two cores a flood
 whose three processes the scheduler placed badly reads 50,000 msgs/s
