@@ -60,6 +60,7 @@ lab: $(STAMP)
 bench: $(STAMP) brokers
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks paired
+	$(BIN)/python -m benchmarks pacer --append
 
 soak: $(STAMP) brokers
 	$(BIN)/python -m benchmarks soak $(SOAK_ARGS)

@@ -41,6 +41,8 @@ def main() -> int:
 
     ``python -m benchmarks soak [--minutes 10] [--rate 200] ...``: the soak alone (see benchmarks/soak.py).
     ``python -m benchmarks sim [--append] [--quick]``: the simulation's speed alone (see benchmarks/sim_speed.py).
+    ``python -m benchmarks pacer [--append] [--quick]``: the pacer's send lag by interval (see benchmarks/pacer.py;
+    ~40 s; also run by ``make bench``).
     ``python -m benchmarks paired [ws sse amqp mqtt tcp] [--ladders=N] [--no-append]``: labkit and the minimal
     clients on one ladder of rates, trial for trial, N ladders per stack (see benchmarks/paired.py; ~3 minutes
     per ladder).
@@ -53,6 +55,10 @@ def main() -> int:
         from .paired import main as paired_main
 
         return paired_main(sys.argv[2:])
+    if sys.argv[1:2] == ["pacer"]:
+        from .pacer import main as pacer_main
+
+        return pacer_main(sys.argv[2:])
     if sys.argv[1:2] == ["sim"]:
         from .sim_speed import main as sim_main
 
