@@ -36,6 +36,15 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(out)
 
 
+def publish(text: str, append: bool) -> None:
+    """Print a benchmark's Markdown section and, with ``append``, add it to the end of benchmarks/RESULTS.md."""
+    print(text)
+    if append:
+        with RESULTS.open("a") as f:
+            f.write(text)
+        print(f"appended to {RESULTS}")
+
+
 def main() -> int:
     """``python -m benchmarks [startup] [harness] [minimal]`` (default: all three, ~15 minutes).
 

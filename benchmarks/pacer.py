@@ -20,14 +20,12 @@ import asyncio
 import datetime
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from labkit.experiment.pacing import fine_timer_slack, pace
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 #: Intervals between one publisher's messages (ms): 2,000 msgs/s down to 10 msgs/s.
 INTERVALS_MS = (0.5, 1.0, 2.0, 4.3, 5.0, 8.0, 9.0, 10.0, 12.0, 14.0, 19.0, 20.0, 50.0, 100.0)
 #: Scheduled seconds per interval (at least MIN_MESSAGES messages).
@@ -86,14 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", action="store_true", help="append the section to benchmarks/RESULTS.md")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages, to try the script")
     args = parser.parse_args(argv)
-    from .__main__ import machine
+    from .__main__ import machine, publish
 
-    text = section(measure(quick=args.quick), machine())
-    print(text)
-    if args.append:
-        with RESULTS.open("a") as f:
-            f.write(text)
-        print(f"appended to {RESULTS}")
+    publish(section(measure(quick=args.quick), machine()), args.append)
     return 0
 
 

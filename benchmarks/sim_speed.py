@@ -21,7 +21,6 @@ import os
 import resource
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,6 @@ from labkit import Workload
 from labkit.sim import DEFAULT_STACKS, LinkSpec, Model, simulate, simulate_sensors
 from labkit.sim.fastpath import broker_queue
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 #: The fleet of target 1: sensors over a WAN (20 ms, 2 ms jitter) to a C broker (Mosquitto-like: 4 us per
 #: message + 2 us per copy, utilisation 0.6 at 100,000 msgs/s) and one lean consumer (5 us per message).
 FLEET = Model(clients="remote", uplink=LinkSpec(latency_s=0.02, jitter_s=0.002)).with_stack(
@@ -182,19 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", action="store_true", help="append the section to benchmarks/RESULTS.md")
     parser.add_argument("--quick", action="store_true", help="tenth-size runs, to try the script (no verdicts)")
     args = parser.parse_args(argv)
-    from .__main__ import machine
+    from .__main__ import machine, publish
 
     from .minimal import common
 
     before = common._others_cpu()
     measured = measure(quick=args.quick)
     measured["others_pct"] = common._others_pct(before)
-    text = section(measured, machine())
-    print(text)
-    if args.append:
-        with RESULTS.open("a") as f:
-            f.write(text)
-        print(f"appended to {RESULTS}")
+    publish(section(measured, machine()), args.append)
     return 0
 
 
