@@ -44,6 +44,8 @@ def test_calibration_recovers_the_costs_of_a_known_model():
     assert fitted.broker_idle_cpu_frac == pytest.approx(truth.broker_idle_cpu_frac, rel=0.1)
     assert fitted.base_latency_s == pytest.approx(truth.base_latency_s, rel=0.1)
     assert "calibrated from 2 live run(s)" in fitted.source
+    # the clients' idle share is measured on gaps up to the paced run's interval, and charged that far
+    assert fitted.idle_cap_s == pytest.approx(PACED.publishers / PACED.rate)
 
 
 def test_three_workloads_recover_the_wake_up_cost_and_latency_too():

@@ -12,7 +12,8 @@ import simpy
 
 from labkit import Workload
 from labkit.errors import ConfigError
-from labkit.sim import LinkSpec, Model, Stack, backlog, capacity, framing, simulate
+from labkit.sim import DEFAULT_STACKS, LinkSpec, Model, Stack, backlog, capacity, framing, simulate
+from labkit.sim.fifo import capped_gaps
 from labkit.sim.links import Link
 from labkit.sim.machine import Draws, Machine, OwnCpu, Server
 from labkit.experiment.pacing import burst_grid_ns
@@ -149,6 +150,71 @@ def test_idle_ticks_count_the_idle_time_of_a_process_paced_on_a_grid():
     env.run(until=2.0)
     assert server.idle_time_s == pytest.approx(2.0 * 0.86, rel=0.05)
     assert server.idle_cpu_s == pytest.approx(0.02 * server.idle_time_s, rel=1e-9)
+
+
+def test_capped_gaps_are_each_job_s_idle_gap_at_most_the_cap():
+    start = np.array([0.002, 0.003, 0.050, 0.001, 0.0015])
+    end = np.array([0.0025, 0.0032, 0.051, 0.0012, 0.0016])
+    first = np.array([True, False, False, True, False])  # two processes
+    assert capped_gaps(start, end, first, 0.005).tolist() == pytest.approx([0.002, 0.0005, 0.005, 0.001, 0.0003])
+    queued = capped_gaps(np.array([0.0, 0.001]), np.array([0.002, 0.003]), np.array([True, False]), 1.0)
+    assert queued.tolist() == [0.0, 0.0]  # a job that started before the last ended: no gap
+
+
+def _paced(kind: str, frac: float, cap: float | None, jobs: int, gap_s: float, until_s: float) -> OwnCpu | Server:
+    """A client process with idle share ``frac`` capped at ``cap`` (s), fed a 20 µs job every ``gap_s``, settled."""
+    env = simpy.Environment()
+    process = Server(env, "pub", Machine(env, 2), _draws()) if kind == "server" else OwnCpu(env, "pub", _draws())
+    process.idle_cost(frac, cap)
+
+    def feed(env):
+        for _ in range(jobs):
+            process.submit(20e-6, lambda job: None)
+            yield env.timeout(gap_s)
+    env.process(feed(env))
+    env.run(until=until_s)
+    process.finish(until_s)
+    return process
+
+
+@pytest.mark.parametrize("kind", ["server", "own-cpu"])
+def test_the_idle_cap_charges_only_the_first_part_of_each_long_gap(kind):
+    # one job every 100 ms for 2 s: idle ~2 s in all, but only 5 ms of each gap (and of the trailing one) costs
+    process = _paced(kind, 0.1, 0.005, jobs=20, gap_s=0.1, until_s=2.0)
+    assert process.idle_time_s == pytest.approx(20 * 0.005, rel=0.15)  # not ~2 s
+    assert process.idle_cpu_s == pytest.approx(0.1 * process.idle_time_s, rel=1e-9 if kind == "own-cpu" else 0.3)
+
+
+@pytest.mark.parametrize("kind", ["server", "own-cpu"])
+def test_gaps_shorter_than_the_cap_cost_what_they_did_without_one(kind):
+    capped = _paced(kind, 0.0, 0.005, jobs=400, gap_s=0.002, until_s=0.8)
+    uncapped = _paced(kind, 0.0, None, jobs=400, gap_s=0.002, until_s=0.8)
+    assert capped.idle_time_s == pytest.approx(uncapped.idle_time_s, rel=0.01)
+
+
+def test_a_bad_idle_cap_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError, match="idle_cap_s"):
+        Stack("ws", "ws/ws", 1e-5, 1e-5, 1e-5, 0.0, idle_cap_s=0.0)
+    env = simpy.Environment()
+    with pytest.raises(ConfigError, match="idle_cap_s"):
+        OwnCpu(env, "p", _draws()).idle_cost(0.1, -1.0)
+
+
+@pytest.mark.parametrize("cores", [2, None], ids=["shared-cores", "fast-path"])
+def test_slow_publishers_on_the_machine_cost_their_capped_idle_share_not_a_core_each(cores):
+    # 100 devices at 1 msg/s on the lab machine, idle 10% of a core while waiting: uncapped that is
+    # 100 x 10% = 10 cores of idle CPU (the model saturates); capped at 5 ms a gap, ~100 msgs/s x 0.5 ms
+    stack = DEFAULT_STACKS["ws"].replace(idle_cpu_frac=0.1)
+    model = Model(cores=cores).with_stack(stack)
+    workload = Workload(rate=100, publishers=100, duration_s=4, warmup_s=1)
+    capped = simulate("ws", workload, model=model.with_stack(stack.replace(idle_cap_s=0.005)), seed=3)
+    row = capped.summary.iloc[0]
+    assert capped.meta["sim"]["path"] == ("fast" if cores is None else "events")
+    assert row["client_cpu_pct"] < 15.0
+    assert row["throughput_msgs_s"] == pytest.approx(100, rel=0.05)
+    if cores is None:  # with own cores nothing queues either way: compare the CPU with the uncapped figure
+        uncapped = simulate("ws", workload, model=model, seed=3).summary.iloc[0]
+        assert uncapped["client_cpu_pct"] > 10 * row["client_cpu_pct"]
 
 
 def test_background_load_stretches_the_service_not_the_cpu():

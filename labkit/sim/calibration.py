@@ -299,6 +299,20 @@ def _residuals(model: Model, runs: list[LiveRun], seed: int) -> list[dict[str, A
     return out
 
 
+def _idle_cap_s(runs: list[LiveRun]) -> float | None:
+    """The longest interval (s) between one publisher's messages in the paced runs (None if none was paced).
+
+    The clients' idle share is measured on gaps up to that long; a longer gap
+    costs the same (live, a pacer's waiting is its wake-ups before a send).
+    """
+    paced = [r.workload.publishers / r.workload.rate for r in runs if not r.saturated]
+    return max(paced) if paced else None
+
+
+def _cap_text(cap_s: float | None) -> str:
+    return "all" if cap_s is None else f"{cap_s * 1e3:g} ms"
+
+
 def calibrate(result: Result, *, model: Model | None = None, iterations: int = CALIBRATION_ITERATIONS,
               seed: int = 0, background_cores: float | None = None, fit_background: bool = True) -> Model:
     """A :class:`Model` whose stack for the Result's protocol reproduces the Result's CPU and median latency.
@@ -332,7 +346,8 @@ def calibrate(result: Result, *, model: Model | None = None, iterations: int = C
     implementation = str(result.summary["implementation"].iloc[0])
     broker = implementation.split("/", 1)[-1].split(" ")[0]
     model = model.with_stack(start.replace(implementation=f"{protocol}/{broker}", base_latency_s=0.0,
-                                           wake_cpu_s=0.0, broker_wake_cpu_s=0.0, wake_latency_s=0.0))
+                                           wake_cpu_s=0.0, broker_wake_cpu_s=0.0, wake_latency_s=0.0,
+                                           idle_cap_s=_idle_cap_s(runs)))
     fit: dict[str, Any] = {}
     for _ in range(iterations):
         model, fit = _pass(model, runs, seed)
@@ -349,7 +364,8 @@ def calibrate(result: Result, *, model: Model | None = None, iterations: int = C
     notes = [f"calibrated {implementation}: client cost x{fit['client_scale']:.3g}, wake-up "
              f"{fit['client_wake_s'] * 1e6:.0f} us CPU, idle {fit['client_idle']:.1%} of a core; broker cost "
              f"x{fit['broker_scale']:.3g}, wake-up {fit['broker_wake_s'] * 1e6:.0f} us CPU, idle "
-             f"{fit['broker_idle']:.1%}; base latency "
+             f"{fit['broker_idle']:.1%}; the clients' idle share applies to at most "
+             f"{_cap_text(stack.idle_cap_s)} of each idle gap; base latency "
              f"{stack.base_latency_s * 1e6:.0f} us; {latency_fit}; background {model.background_cores:g} cores"]
     for res in _residuals(model, runs, seed):
         notes.append("run {run_id} ({rate:g} msgs/s, {publishers} pub): client CPU {client_cpu_s:.3f} s vs model "

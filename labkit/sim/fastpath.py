@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from .fifo import CHUNK, _order, fifo, unit_draws
+from .fifo import CHUNK, _order, capped_gaps, fifo, unit_draws
 from .legs import Legs
 from .links import MAX_RETRANSMISSIONS
 from .params import LinkSpec, Model, Stack
@@ -249,6 +249,12 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
     p_start, p_woke = fifo(release, pub_cpu, stack.wake_cpu_s, client_slow, first, latency)
     p_cpu = pub_cpu + p_woke * stack.wake_cpu_s
     p_end = p_start + pub_cpu * client_slow  # the write ends; the wake-up's CPU follows it
+    cap = stack.idle_cap_s if on_machine else None
+    capped_idle = None  # per publisher: the idle time its idle share applies to, under the cap (s)
+    if cap is not None:
+        gaps = capped_gaps(p_start, p_start + p_cpu * client_slow, first, cap)
+        capped_idle = np.bincount(p_sorted, weights=gaps, minlength=publishers)
+        del gaps
     last_of = np.append(np.flatnonzero(first)[1:] - 1, n - 1) if n else np.empty(0, dtype=np.int64)
     publisher_done = np.zeros(publishers)  # when each publisher wrote its last message (s): its idle cost ends
     publisher_done[p_sorted[last_of]] = p_end[last_of]
@@ -310,10 +316,14 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
         del hop
         s_cpu = stack.subscriber_cpu_s * unit_draws(rng, stack.service_cv, s_arrival.size)
         s_start, s_woke = fifo(s_arrival, s_cpu, stack.wake_cpu_s, client_slow, latency=latency)
+        s_gaps = s_ends = None
+        if cap is not None:
+            s_ends = s_start + (s_cpu + s_woke * stack.wake_cpu_s) * client_slow  # the wake-up tail included
+            s_gaps = capped_gaps(s_start, s_ends, np.arange(s_start.size) == 0, cap)
         s_start += s_cpu * client_slow  # now the end of the work: the copy is received
         received[msgs[ok][arr_order], j] = s_start
         del s_start, arr_order, ok
-        subs.append((s_arrival, s_cpu, s_woke))
+        subs.append((s_arrival, s_cpu, s_woke, s_gaps, s_ends))
     del msgs
 
     # ---- the end of the run: drain like System.run, in DRAIN_STEP_S steps up to the deadline
@@ -333,7 +343,10 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
     down_sent = [int(sent_down.sum())] * subscribers
     down_lost = sum(int(lost[sent_down].sum()) for lost, _k in downs)
     down_retrans = sum(int(k[sent_down].sum()) for _lost, k in downs)
-    publisher_idle = np.maximum(0.0, np.minimum(end_s, publisher_done) - publisher_cpu * client_slow)
+    if capped_idle is None:
+        publisher_idle = np.maximum(0.0, np.minimum(end_s, publisher_done) - publisher_cpu * client_slow)
+    else:
+        publisher_idle = capped_idle
     idle_frac = stack.idle_cpu_frac if on_machine else 0.0
     publisher_busy = publisher_cpu + idle_frac * publisher_idle
     b_in = b_arrival < end_s
@@ -342,10 +355,14 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
     broker_idle = max(0.0, end_s * stack.broker_threads - broker_cpu * slowdown)
     broker_busy = broker_cpu + stack.broker_idle_cpu_frac * broker_idle
     subscriber_busy, subscriber_idle, sub_work_s, sub_wakes = [], 0.0, 0.0, 0
-    for s_arrival, s_cpu, s_woke in subs:
+    for s_arrival, s_cpu, s_woke, s_gaps, s_ends in subs:
         inside = s_arrival < end_s
         cpu = float((s_cpu + s_woke * stack.wake_cpu_s)[inside].sum())
-        idle = max(0.0, end_s - cpu * client_slow)
+        if s_gaps is None or cap is None:
+            idle = max(0.0, end_s - cpu * client_slow)
+        else:  # the gaps before the jobs inside, then the one after the last of them, each at most the cap
+            last = float(s_ends[inside].max()) if inside.any() else 0.0
+            idle = float(s_gaps[inside].sum()) + min(max(0.0, end_s - last), cap)
         subscriber_idle += idle
         subscriber_busy.append(cpu + idle_frac * idle)
         sub_work_s += float(s_cpu[inside].sum())

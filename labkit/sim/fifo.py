@@ -19,7 +19,7 @@ import pandas as pd
 
 from .wakeup import WakeLatency
 
-__all__ = ["fifo", "unit_draws", "CHUNK", "VECTOR_FROM", "MAX_ROUNDS"]
+__all__ = ["fifo", "capped_gaps", "unit_draws", "CHUNK", "VECTOR_FROM", "MAX_ROUNDS"]
 
 
 def unit_draws(rng: np.random.Generator, cv: float, n: int) -> np.ndarray:
@@ -60,6 +60,19 @@ def _order(x: np.ndarray) -> np.ndarray:
     if x.size < 2 or bool(np.all(x[1:] >= x[:-1])):
         return np.arange(x.size)
     return np.argsort(x, kind="stable")
+
+
+def capped_gaps(start: np.ndarray, end: np.ndarray, first: np.ndarray, cap_s: float) -> np.ndarray:
+    """Each job's idle gap before it (s), at most ``cap_s``: its start less the previous job's end in its group.
+
+    ``start`` and ``end`` (s, the end including any wake-up tail) are sorted
+    within each group; ``first`` marks a group's first job, whose gap runs from
+    0 (the run's start).  Negative gaps (a job that queued) count 0.
+    """
+    previous = np.zeros(start.size)
+    previous[1:] = end[:-1]
+    previous[first] = 0.0
+    return np.minimum(np.maximum(start - previous, 0.0), cap_s)
 
 
 def fifo(arrival: np.ndarray, cpu: np.ndarray, wake_s: float, slowdown: float,

@@ -33,7 +33,9 @@ wake-ups, an event loop's housekeeping): every :data:`IDLE_TICK_S` on
 average (a random interval) an idle :class:`Server` runs a tick of
 ``idle_frac x IDLE_TICK_S`` on a core, until
 it is retired (a publisher whose pacer has sent its last message: live, it
-then waits for the run's end without timers).
+then waits for the run's end without timers).  With ``idle_cap_s`` only the
+first ``idle_cap_s`` seconds of each idle gap cost it (a pacer's waiting is its
+wake-ups before a send, not the length of the sleep before them).
 
 The machine can carry *background* load: other programs keeping
 ``background_cores`` of its cores busy.  The modelled processes then share
@@ -46,6 +48,7 @@ counted at its cost, as ``cpu_times`` would count it.
 from __future__ import annotations
 
 import heapq
+import math
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -168,6 +171,8 @@ class _Stats:
         self.idle_frac = 0.0
         self.idle_time_s = 0.0  # time spent idle (s), what idle_frac applies to
         self.retired_at: float | None = None  # from then on idle costs nothing (s)
+        self.idle_cap_s = math.inf  # of each idle gap, at most this much costs idle CPU (s)
+        self.capped_idle_s = 0.0  # idle gaps ended by a job, each at most idle_cap_s (s)
         self.idle_cpu_s = 0.0
         self.waited = 0  # jobs that did not start at once
         self.wait_s = 0.0
@@ -181,6 +186,18 @@ class _Stats:
         """No idle cost from ``now`` (s) on: the process has no more timers to serve, only work handed to it."""
         if self.retired_at is None:
             self.retired_at = float(now)
+
+    def _cap(self, cap_s: float | None) -> None:
+        if cap_s is not None:
+            if isinstance(cap_s, bool) or not isinstance(cap_s, (int, float)) or not cap_s > 0:
+                raise ConfigError(f"{self.name}: idle_cap_s={cap_s!r} must be a number of seconds > 0, or None")
+            self.idle_cap_s = float(cap_s)
+
+    def _capped_idle(self, ends: list[float], duration_s: float) -> float:
+        """Idle time (s) the idle share applies to under the cap: gaps ended by jobs, then each thread's last."""
+        until = self._idle_until(duration_s)
+        tails = sum(min(until - max(end, 0.0), self.idle_cap_s) for end in ends if end < until)
+        return self.capped_idle_s + tails
 
     def _idle_until(self, duration_s: float) -> float:
         """The end (s) of the time idle cost applies to: the run's, or the retirement's if earlier."""
@@ -243,13 +260,17 @@ class Server(_Stats):
         self.inbox: deque[Job] = deque()
         self._idle_threads: list[simpy.Event] = []  # threads waiting for a job: one event each
         self.serving = 0
-        for _ in range(threads):
-            env.process(self._serve(env))
+        self.idle_since = 0.0  # when the process last became idle (s)
+        self._ends = [0.0] * threads  # when each thread last finished a job (s)
+        for thread in range(threads):
+            env.process(self._serve(env, thread))
 
-    def idle_cost(self, frac: float) -> None:
-        """Spend ``frac`` of a core while idle, one tick per IDLE_TICK_S (0 = none); call before the run."""
+    def idle_cost(self, frac: float, cap_s: float | None = None) -> None:
+        """Spend ``frac`` of a core while idle, one tick per IDLE_TICK_S (0 = none), for at most ``cap_s`` (s)
+        of each idle gap (None: all of it); call before the run."""
         if not 0.0 <= frac < 1.0:
             raise ConfigError(f"{self.name}: idle_frac={frac!r} must be >= 0 and below 1 (share of a core)")
+        self._cap(cap_s)
         self.idle_frac = frac
         if frac > 0:
             self.env.process(self._tick(self.env))
@@ -264,7 +285,7 @@ class Server(_Stats):
             yield env.timeout(IDLE_TICK_S * (0.5 + draws.uniform()))
             if self.retired_at is not None:
                 return
-            if not self.serving and not self.inbox:
+            if not self.serving and not self.inbox and env.now - self.idle_since < self.idle_cap_s:
                 self.idle_time_s += IDLE_TICK_S
                 with self.machine.cores.request() as req:  # type: ignore[union-attr]
                     yield req
@@ -275,7 +296,10 @@ class Server(_Stats):
     def finish(self, duration_s: float) -> None:
         """Settle the time spent idle (what calibration fits the idle share on; ticks were simulated)."""
         if not self.idle_frac:
-            self.idle_time_s = max(0.0, self._idle_until(duration_s) * self.threads - self.busy_s * self.slowdown)
+            if math.isinf(self.idle_cap_s):
+                self.idle_time_s = max(0.0, self._idle_until(duration_s) * self.threads - self.busy_s * self.slowdown)
+            else:
+                self.idle_time_s = self._capped_idle(self._ends, duration_s)
 
     def submit(self, cost_s: float, done: Callable[..., Any], *args: Any) -> None:
         """Queue a job of ``cost_s`` CPU-seconds; ``done(job)`` runs when it ends."""
@@ -285,7 +309,7 @@ class Server(_Stats):
         if self._idle_threads:
             self._idle_threads.pop().succeed()
 
-    def _serve(self, env: simpy.Environment) -> Any:
+    def _serve(self, env: simpy.Environment, thread: int) -> Any:
         """Take jobs in order; on a shared machine hold a core while work waits, up to SLICE_S, then queue again."""
         idle = True
         cores = self.machine.cores
@@ -296,6 +320,8 @@ class Server(_Stats):
                 wakeup = env.event()
                 self._idle_threads.append(wakeup)
                 yield wakeup
+            if idle and self.retired_at is None:
+                self.capped_idle_s += min(env.now - max(last_end, 0.0), self.idle_cap_s)
             if idle and latency:
                 delay = latency(env.now - last_end)
                 if delay:
@@ -311,8 +337,10 @@ class Server(_Stats):
                     yield from self._one(env, idle)
                     while self.inbox and env.now < held_until:  # what came meanwhile, on the same core
                         yield from self._one(env, False)
-            last_end = env.now
+            last_end = self._ends[thread] = env.now
             idle = not self.inbox
+            if idle and not self.serving:
+                self.idle_since = env.now
 
     def _one(self, env: simpy.Environment, wake: bool) -> Any:
         if not self.inbox:  # another thread took it while this one waited for a core
@@ -345,6 +373,8 @@ class OwnCpu(_Stats):
         job = Job(now, done, args)
         free = self._free[0]
         idle = free < now  # a job handed over just as the last one ends is a continuation
+        if idle and self.retired_at is None:
+            self.capped_idle_s += min(now - max(free, 0.0), self.idle_cap_s)
         if idle and self.wake_latency:
             job.delay = self.wake_latency(now - free)
         job.started = now + job.delay if idle else free
@@ -354,16 +384,23 @@ class OwnCpu(_Stats):
         self._started(job)
         self.env.timeout(job.started + work - now).callbacks.append(lambda _event: done(job))
 
-    def idle_cost(self, frac: float) -> None:
-        """Spend ``frac`` of a core while idle (settled by :meth:`finish`: nothing competes for this CPU)."""
+    def idle_cost(self, frac: float, cap_s: float | None = None) -> None:
+        """Spend ``frac`` of a core while idle, for at most ``cap_s`` (s) of each idle gap (None: all of it).
+
+        Settled by :meth:`finish`: nothing competes for this CPU.
+        """
         if not 0.0 <= frac < 1.0:
             raise ConfigError(f"{self.name}: idle_frac={frac!r} must be >= 0 and below 1 (share of a core)")
+        self._cap(cap_s)
         self.idle_frac = frac
 
     def finish(self, duration_s: float) -> None:
         """Add the idle CPU of a run that lasted ``duration_s`` seconds."""
-        self.idle_time_s = max(0.0, self._idle_until(duration_s) * self.threads
-                               - (self.busy_s - self.idle_cpu_s) * self.slowdown)
+        if math.isinf(self.idle_cap_s):
+            self.idle_time_s = max(0.0, self._idle_until(duration_s) * self.threads
+                                   - (self.busy_s - self.idle_cpu_s) * self.slowdown)
+        else:
+            self.idle_time_s = self._capped_idle(self._free, duration_s)
         extra = self.idle_frac * self.idle_time_s
         self.idle_cpu_s += extra
         self.busy_s += extra
@@ -390,5 +427,8 @@ def process_for(env: simpy.Environment, name: str, machine: Machine, draws: Draw
         process = OwnCpu(env, name, draws, threads=threads, wake_s=wake, cv=stack.service_cv,
                          slowdown=machine.slowdown if on_machine else 1.0, wake_latency=latency)
     if on_machine:
-        process.idle_cost(stack.broker_idle_cpu_frac if broker else stack.idle_cpu_frac)
+        if broker:
+            process.idle_cost(stack.broker_idle_cpu_frac)
+        else:
+            process.idle_cost(stack.idle_cpu_frac, stack.idle_cap_s)
     return process

@@ -98,7 +98,12 @@ class Stack:
     client's cost per acknowledgement it handles (PUBACK, confirm);
     ``broker_ack_cpu_s``: the broker's.  ``idle_cpu_frac`` /
     ``broker_idle_cpu_frac``: share of a core a client / the broker spends
-    while waiting (a pacer's timers, an event loop's chores).  ``broker_threads``: messages the
+    while waiting (a pacer's timers, an event loop's chores).  ``idle_cap_s``:
+    a client pays its idle share for at most this much of each idle gap (s;
+    None: all of it).  Live, a pacer's waiting costs its wake-ups before a
+    send, so a publisher at 1 msg/s costs about what one at 100 msgs/s does per
+    message, not a hundred times more; calibration sets it to the longest
+    interval it measured.  ``broker_threads``: messages the
     broker serves at once (1 for the Python brokers, more for RabbitMQ).
     ``base_latency_s``: end-to-end latency not due to CPU work (loopback,
     kernel, scheduling), split evenly over the two hops.  ``service_cv``:
@@ -123,6 +128,7 @@ class Stack:
     broker_ack_cpu_s: float = 0.0
     idle_cpu_frac: float = 0.0
     broker_idle_cpu_frac: float = 0.0
+    idle_cap_s: float | None = None
     broker_threads: int = 1
     base_latency_s: float = 0.0
     service_cv: float = 0.5
@@ -140,6 +146,8 @@ class Stack:
             raise ConfigError(f"{owner}: every CPU cost is 0; give at least one role a positive service time (s)")
         for name in ("idle_cpu_frac", "broker_idle_cpu_frac"):
             object.__setattr__(self, name, _number(owner, name, getattr(self, name), high=1.0, unit="share of a core"))
+        if self.idle_cap_s is not None:
+            object.__setattr__(self, "idle_cap_s", _number(owner, "idle_cap_s", self.idle_cap_s, strict=True))
         object.__setattr__(self, "service_cv", _number(owner, "service_cv", self.service_cv, unit="std/mean"))
         object.__setattr__(self, "publisher_share", _number(owner, "publisher_share", self.publisher_share,
                                                             unit="share"))
