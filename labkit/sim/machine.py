@@ -48,8 +48,8 @@ counted at its cost, as ``cpu_times`` would count it.
 from __future__ import annotations
 
 import heapq
-import math
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
