@@ -1,9 +1,10 @@
 """Persistent sessions across a dropped link, on amqtt (with labkit's corrections) and on Mosquitto.
 
-Fixes G and H of docs/mqtt-conformance.md: a CleanSession=0 session that follows a
-clean one with the same client id stores messages [MQTT-3.1.2-4, -6], and QoS 1/2
+Fixes G, H and I of docs/mqtt-conformance.md: a CleanSession=0 session that follows a
+clean one with the same client id stores messages [MQTT-3.1.2-4, -6], QoS 1/2
 messages that were in flight when the link dropped are sent again on resume, DUP 1
-[MQTT-4.4.0-1]. The in-flight state is made exact with a hand-driven subscriber
+[MQTT-4.4.0-1], and a session taken over by a second connection delivers to it
+[MQTT-3.1.4-2]. The in-flight state is made exact with a hand-driven subscriber
 (labkit's codec on a raw socket) that acknowledges only what the test says; the
 resumed side is labkit's MqttClient. The ``raw`` tests run the same scenarios on
 amqtt without the fix and assert the deviation is still there.
@@ -306,7 +307,42 @@ async def test_amqtt_settles_an_acknowledgement_that_comes_after_its_wait_ended(
             assert await drain(back, topic, qos, expected=0) == []
 
 
-# ------------------------------------------------------------------ amqtt without fixes G and H
+# ------------------------------------------------------------------ I: a session taken over keeps delivering
+
+
+async def observe_takeover(url: str, topic: str, client_id: str) -> tuple[bool, list[bytes], list[bytes]]:
+    """A CleanSession=0 client subscribes at QoS 1 and stays connected, with a will; a second connection with
+    the same id takes the session over [MQTT-3.1.4-2]; five messages are published. Returns session present
+    at the takeover, what the new connection received, and the wills a watcher saw: (True, m000-m004, [])
+    is what Mosquitto does (it sends no will for a connection whose session another took over)."""
+    async with MqttClient(url) as watcher:
+        wills = await watcher.subscribe(f"{topic}/will", qos=1)
+        first = MqttClient(url, client_id=client_id, clean_session=False, will=(f"{topic}/will", b"first", 1))
+        await first.connect()
+        await first.subscribe(topic, qos=1)
+        second = MqttClient(url, client_id=client_id, clean_session=False, will=(f"{topic}/will", b"second", 1))
+        await second.connect()
+        present = second.session_present
+        await asyncio.sleep(QUIET_S)  # the first connection's end has been handled by now
+        payloads = await publish_all(url, topic, 5, qos=1)
+        got = await drain(second, topic, 1, expected=len(payloads))
+        seen: list[bytes] = []
+        try:
+            while True:
+                seen.append((await wills.get(QUIET_S)).payload)
+        except LabkitTimeout:
+            pass
+        await second.close()
+        await first.close(graceful=False)
+    await forget(url, client_id)
+    return present, [m.payload for m in got], seen
+
+
+async def test_a_session_taken_over_delivers_to_the_new_connection(url, topic, client_id):
+    assert await observe_takeover(url, topic, client_id) == (True, [b"m%03d" % i for i in range(5)], [])
+
+
+# ------------------------------------------------------------------ amqtt without fixes G, H and I
 
 
 class _WithoutG(ConformingBroker):
@@ -321,6 +357,19 @@ class _WithoutH(ConformingBroker):
     """Fixes A-G; each connection gets amqtt's own protocol handler."""
 
     handler_class = BrokerProtocolHandler
+
+
+class _WithoutI(ConformingBroker):
+    """Fixes A-H; the end of a connection whose session was taken over is handled the amqtt way."""
+
+    _handle_disconnect = Broker._handle_disconnect
+
+
+async def test_raw_amqtt_still_marks_a_session_taken_over_disconnected(monkeypatch, topic, client_id):
+    monkeypatch.setattr(amqtt_broker, "ConformingBroker", _WithoutI)
+    async with AmqttBroker() as raw:
+        present, got, _wills = await observe_takeover(raw.urls["mqtt"], topic, client_id)
+    assert present is True and got == []  # stored for a "disconnected" session, not delivered
 
 
 async def test_raw_amqtt_still_resumes_the_clean_session_and_stores_nothing(monkeypatch, topic, client_id):

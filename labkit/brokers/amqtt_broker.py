@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import weakref
 from contextvars import ContextVar
 from importlib.metadata import version as package_version
 from typing import Any
@@ -200,10 +201,15 @@ class ConformingHandler(BrokerProtocolHandler):  # type: ignore[misc]
 
 
 class ConformingBroker(Broker):  # type: ignore[misc]
-    """amqtt's Broker with eight corrections (docs/mqtt-conformance.md, deviations A-H)."""
+    """amqtt's Broker with nine corrections (docs/mqtt-conformance.md, deviations A-I)."""
 
     #: H: the protocol handler of each connection.
     handler_class: type[BrokerProtocolHandler] = ConformingHandler
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: I: handlers of connections another connection with their client id is taking over.
+        self._taken_over: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
                                          remote_port: int) -> tuple[BrokerProtocolHandler, Any]:
@@ -283,6 +289,24 @@ class ConformingBroker(Broker):  # type: ignore[misc]
             sends.append(asyncio.ensure_future(handler.mqtt_publish(stored.topic, stored.data, stored.qos, retain=False)))
         if sends:
             await asyncio.wait(sends)
+
+    async def _handle_client_session(self, reader: Any, writer: Any, client_session: Any, handler: Any,
+                                     server: Any, listener_name: str) -> None:
+        current = self._sessions.get(client_session.client_id)
+        if current is not None and current[1] is not handler and client_session.transitions.is_connected():
+            self._taken_over.add(current[1])  # I: amqtt is about to close that connection for this one
+        await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+
+    async def _handle_disconnect(self, client_session: Any, handler: Any, disconnect_waiter: Any) -> None:
+        if handler not in self._taken_over:
+            await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+            return
+        # I: a new connection with this client id took the session over [MQTT-3.1.4-2] and closed this one.
+        # amqtt would now mark the session, which the new connection shares, disconnected: messages for the
+        # live client would be stored or dropped until it reconnected, and it would publish the session's
+        # will, by then the new connection's. End this connection only, without a will, as Mosquitto does.
+        self._taken_over.discard(handler)
+        await self._stop_handler(handler)
 
     async def _authenticate(self, session: Any, listener: Any) -> bool:
         # D: amqtt neither stores messages for, nor keeps, the session of an "anonymous" client, even with
