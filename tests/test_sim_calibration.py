@@ -138,3 +138,22 @@ async def test_the_pass_mark_is_judged_on_errors_measured_at_10x(validation):
     assert validation.passed == bool(table["ok"].all())
     assert abs(table.at["p50_ms", "error_pct"]) <= GUARD_P50_PCT, validation.table.to_string()
     assert abs(table.at["capacity_msgs_s", "error_pct"]) <= GUARD_CAPACITY_PCT, validation.table.to_string()
+
+
+@pytest.mark.integration
+async def test_the_cpu_the_pass_mark_does_not_judge_is_reported_beside_the_model(validation):
+    # Informational: on this VM the model's client CPU at 10x reads about twice the live figure
+    # (docs/simulation.md, Limits); the report must carry both sides, taken as the table's p50 is.
+    cpu = validation.cpu.set_index("metric")
+    assert list(cpu.index) == ["client_cpu_pct", "broker_cpu_pct"]
+    summary = validation.live.summary
+    paced = summary[summary["validation_run"] == "paced 10x"]
+    simulated = validation.simulated.summary
+    for metric in cpu.index:
+        row = cpu.loc[metric]
+        assert row["run"] == "paced 10x"
+        assert row["measured"] == pytest.approx(float(np.median(paced[metric])))
+        assert row["predicted"] == pytest.approx(float(simulated.loc[simulated["validation_run"] == "paced 10x",
+                                                                     metric].iloc[0]))
+        assert row["measured"] > 0 and row["predicted"] > 0
+        assert row["error_pct"] == pytest.approx((row["predicted"] - row["measured"]) / row["measured"] * 100)

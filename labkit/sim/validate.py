@@ -96,7 +96,9 @@ class Validation:
     their spread), ``error_pct``
     ((predicted - measured) / measured x 100), the pass mark, ``ok``,
     ``repeats``, and the background cores measured at calibration and during
-    the 10x runs.  ``model``: the calibrated model.  ``live`` /
+    the 10x runs.  ``cpu``: what the pass mark does not judge, the CPU of
+    the paced 10x run (% of one core, clients and broker; live: the repeats'
+    median) beside the model's.  ``model``: the calibrated model.  ``live`` /
     ``simulated``: every run, with ``validation_run`` naming it (``paced 1x``,
     ``paced 1x fast``, ``flood 1x``...) and ``validation_repeat`` numbering it.
     """
@@ -105,6 +107,7 @@ class Validation:
     model: Model
     live: Result
     simulated: Result
+    cpu: pd.DataFrame | None = None
 
     @property
     def passed(self) -> bool:
@@ -235,6 +238,10 @@ async def validate_calibration(protocol: str, lab: Any, base_workload: Workload,
                      "background_cores_calibration": background,
                      "background_cores_measured": background_of(many[label])})
     table = pd.DataFrame(rows)
-    log.info("validate_calibration %s:\n%s", protocol, table.to_string(index=False))
+    cpu = pd.DataFrame([{"metric": column, "run": f"paced {factor}x", "predicted": float(sim_paced.summary[column].iloc[0]),
+                         "measured": float(np.median([float(r.summary[column].iloc[0]) for r in many[f"paced {factor}x"]])),
+                         } for column in ("client_cpu_pct", "broker_cpu_pct")])
+    cpu["error_pct"] = [_error_pct(p, m) for p, m in zip(cpu["predicted"], cpu["measured"])]
+    log.info("validate_calibration %s:\n%s\n%s", protocol, table.to_string(index=False), cpu.to_string(index=False))
     return Validation(table, model, Result.concat(calibration + [r for rs in many.values() for r in rs]),
-                      Result.concat([sim_paced, sim_flood]))
+                      Result.concat([sim_paced, sim_flood]), cpu)
