@@ -79,7 +79,8 @@ def section(rows: list[dict[str, Any]], machine: str) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"\n## Pacer precision, {stamp}\n\nMachine: {machine}\n\n"
             "One publisher, a send that does nothing (benchmarks/pacer.py): send lag (sent - intended, µs), the "
-            "pacer's coarse sleeps and naps per message, its CPU per message (µs), for each longest nap (µs).\n\n" + table(rows) + "\n")
+            "pacer's coarse sleeps and naps per message, its CPU per message (µs), for each longest nap (µs).\n\n"
+            + table(rows) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

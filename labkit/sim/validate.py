@@ -238,9 +238,10 @@ async def validate_calibration(protocol: str, lab: Any, base_workload: Workload,
                      "background_cores_calibration": background,
                      "background_cores_measured": background_of(many[label])})
     table = pd.DataFrame(rows)
-    cpu = pd.DataFrame([{"metric": column, "run": f"paced {factor}x", "predicted": float(sim_paced.summary[column].iloc[0]),
-                         "measured": float(np.median([float(r.summary[column].iloc[0]) for r in many[f"paced {factor}x"]])),
-                         } for column in ("client_cpu_pct", "broker_cpu_pct")])
+    paced_label = f"paced {factor}x"
+    cpu = pd.DataFrame([{"metric": column, "run": paced_label, "predicted": float(sim_paced.summary[column].iloc[0]),
+                         "measured": float(np.median([float(r.summary[column].iloc[0]) for r in many[paced_label]]))}
+                        for column in ("client_cpu_pct", "broker_cpu_pct")])
     cpu["error_pct"] = [_error_pct(p, m) for p, m in zip(cpu["predicted"], cpu["measured"])]
     log.info("validate_calibration %s:\n%s\n%s", protocol, table.to_string(index=False), cpu.to_string(index=False))
     return Validation(table, model, Result.concat(calibration + [r for rs in many.values() for r in rs]),
