@@ -262,6 +262,17 @@ def coarse_sleep_ns(budget_ns: int, quantum_ns: int) -> int:
     return quanta * quantum_ns
 
 
+def _towards_p75(estimate: float, observed: int, step: int, cap: int) -> float:
+    """``estimate`` a ``step`` up (at most ``cap``) when ``observed`` exceeds it, else a third of one down (ns).
+
+    Where the two balance, one observation in four lies above the estimate:
+    it settles at their 75th percentile, and one outlier moves it one step.
+    """
+    if observed > estimate:
+        return min(estimate + step, cap)
+    return max(0.0, estimate - step / 3)
+
+
 def _length_class(nap_ns: int) -> int:
     """Which overshoot estimate a nap of ``nap_ns`` uses: under 64 µs, 64-128, 128-256, 256-512, 512 µs or more.
 
@@ -292,17 +303,12 @@ class _Waiter:
         exceeds :data:`OVERSHOOT_CAP_NS`.
         """
         estimates, k = self.overshoot_ns, _length_class(nap_ns)
-        if overshoot > estimates[k]:
-            estimates[k] = min(estimates[k] + OVERSHOOT_STEP_NS, OVERSHOOT_CAP_NS)
-        else:
-            estimates[k] = max(0.0, estimates[k] - OVERSHOOT_STEP_NS / 3)
+        estimates[k] = _towards_p75(estimates[k], overshoot, OVERSHOOT_STEP_NS, OVERSHOOT_CAP_NS)
 
     def _learn_coarse(self, overshoot: int) -> None:
         """Move the coarse sleeps' estimate towards the 75th percentile of ``overshoot`` (ns), as :meth:`_learn`."""
-        if overshoot > self.coarse_overshoot_ns:
-            self.coarse_overshoot_ns = min(self.coarse_overshoot_ns + COARSE_STEP_NS, COARSE_OVERSHOOT_CAP_NS)
-        else:
-            self.coarse_overshoot_ns = max(0.0, self.coarse_overshoot_ns - COARSE_STEP_NS / 3)
+        self.coarse_overshoot_ns = _towards_p75(self.coarse_overshoot_ns, overshoot, COARSE_STEP_NS,
+                                                COARSE_OVERSHOOT_CAP_NS)
 
     def _nap_ns(self, left: int, spare: int) -> int:
         """How long to nap with ``left`` ns to go, to wake ``spare`` ns early despite the expected overshoot."""

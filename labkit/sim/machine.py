@@ -260,7 +260,6 @@ class Server(_Stats):
         self.inbox: deque[Job] = deque()
         self._idle_threads: list[simpy.Event] = []  # threads waiting for a job: one event each
         self.serving = 0
-        self.idle_since = 0.0  # when the process last became idle (s)
         self._ends = [0.0] * threads  # when each thread last finished a job (s)
         for thread in range(threads):
             env.process(self._serve(env, thread))
@@ -285,7 +284,8 @@ class Server(_Stats):
             yield env.timeout(IDLE_TICK_S * (0.5 + draws.uniform()))
             if self.retired_at is not None:
                 return
-            if not self.serving and not self.inbox and env.now - self.idle_since < self.idle_cap_s:
+            # idle: every thread is, since the last of them finished
+            if not self.serving and not self.inbox and env.now - max(self._ends) < self.idle_cap_s:
                 self.idle_time_s += IDLE_TICK_S
                 with self.machine.cores.request() as req:  # type: ignore[union-attr]
                     yield req
@@ -339,8 +339,6 @@ class Server(_Stats):
                         yield from self._one(env, False)
             last_end = self._ends[thread] = env.now
             idle = not self.inbox
-            if idle and not self.serving:
-                self.idle_since = env.now
 
     def _one(self, env: simpy.Environment, wake: bool) -> Any:
         if not self.inbox:  # another thread took it while this one waited for a core
