@@ -102,10 +102,17 @@ async def test_calibration_reproduces_the_runs_it_was_fitted_on(validation):
                                            if m["run_id"] == rows["run_id"].iloc[0])["workload"])
         sim = float(simulate("ws", workload, model=model, seed=0).summary[column].iloc[0])
         live = float(typical(rows[column]))
-        # 10%: the fit iterates a few times on a busy machine; it lands within 5% on a quiet one.  A best
-        # flood faster than the model with no background load at all cannot be fitted closer: 15% then.
-        margin = 0.15 if label == "flood 1x" and model.background_cores == 0 else 0.10
-        assert sim == pytest.approx(live, rel=margin), f"{label}: simulated {sim:.4g} vs live {live:.4g} ({column})"
+        if label == "flood 1x" and model.background_cores == 0:
+            # The background fit can only slow the model down; at no background at all its flood is what the
+            # CPU costs allow, and those are fitted to every run's CPU, floods alike: the model's flood is a
+            # typical one, near the floods' median, and not above the best. (On this VM the best of three
+            # floods read 2-20% above it, the median -10% to +14%: 17 sets refitted, 2026-11-29.)
+            median = float(np.median(rows[column]))
+            assert sim == pytest.approx(median, rel=0.15), f"flood 1x: simulated {sim:.4g} vs median {median:.4g}"
+            assert sim <= 1.05 * live, f"flood 1x: simulated {sim:.4g} above the best live flood {live:.4g}"
+            continue
+        # 10%: the fit iterates a few times on a busy machine; it lands within 5% on a quiet one.
+        assert sim == pytest.approx(live, rel=0.10), f"{label}: simulated {sim:.4g} vs live {live:.4g} ({column})"
     assert model.stack("ws").source.startswith("calibrated")
     assert model.stack("ws").wake_idle_s == pytest.approx((1 / (PACED.rate * FAST_STEP), 1 / PACED.rate))
 
