@@ -61,6 +61,7 @@ bench: $(STAMP) brokers
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks paired
 	$(BIN)/python -m benchmarks pacer --append
+	$(BIN)/python -m benchmarks crowd --append
 
 soak: $(STAMP) brokers
 	$(BIN)/python -m benchmarks soak $(SOAK_ARGS)

@@ -52,6 +52,9 @@ def main() -> int:
     ``python -m benchmarks sim [--append] [--quick]``: the simulation's speed alone (see benchmarks/sim_speed.py).
     ``python -m benchmarks pacer [--append] [--quick]``: the pacer's send lag by interval (see benchmarks/pacer.py;
     ~40 s; also run by ``make bench``).
+    ``python -m benchmarks crowd [--append] [--quick] [PROTOCOL...]``: what more publisher processes add to the
+    median, beyond the model calibrated on one device (see benchmarks/crowd.py; ~2 minutes per protocol; also run
+    by ``make bench``).
     ``python -m benchmarks paired [ws sse amqp mqtt tcp] [--ladders=N] [--no-append]``: labkit and the minimal
     clients on one ladder of rates, trial for trial, N ladders per stack (see benchmarks/paired.py; ~3 minutes
     per ladder).
@@ -68,6 +71,10 @@ def main() -> int:
         from .pacer import main as pacer_main
 
         return pacer_main(sys.argv[2:])
+    if sys.argv[1:2] == ["crowd"]:
+        from .crowd import main as crowd_main
+
+        return crowd_main(sys.argv[2:])
     if sys.argv[1:2] == ["sim"]:
         from .sim_speed import main as sim_main
 

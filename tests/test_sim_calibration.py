@@ -1,11 +1,10 @@
 """Calibration: recover a known model from its own runs (fast), then the issue's pass mark against live runs.
 
 The live tests calibrate WebSockets at 1x (one device at 200 and at 2,000
-msgs/s, and a flood; each three times), predict 10x the devices, run 10x
-live (three times) and judge the issue's pass mark (p50 within 20%, capacity
-within 15%) on the measured errors.  On this shared 2-core VM the mark is met
-in most validations and missed in some (docs/simulation.md lists them); the
-tests check that it is judged honestly, and the notebook shows the errors.
+msgs/s, and a flood; each five times), predict 10x the devices, run 10x live
+(five times) and hold the prediction to the issue's pass mark (p50 within
+20%, capacity within 15%); docs/simulation.md lists the validations behind
+it, and the notebook shows the errors.
 """
 
 from __future__ import annotations
@@ -17,13 +16,11 @@ from labkit import Result, Workload
 from labkit.errors import ConfigError
 from labkit.sim import Model, calibrate, simulate
 from labkit.sim.params import DEFAULT_STACKS
-from labkit.sim.validate import (CAPACITY_PASS_PCT, FAST_STEP, P50_PASS_PCT, REPEATS, flood_of,
-                                 validate_calibration)
+from labkit.sim.validate import CAPACITY_PASS_PCT, FAST_STEP, P50_PASS_PCT, flood_of, validate_calibration
 
 PACED = Workload(rate=200, duration_s=2.0, warmup_s=0.5, drain_s=3.0)
-#: The regression guard on the 10x errors (%): wider than the issue's mark, which one set in five misses.
-GUARD_P50_PCT = 50.0
-GUARD_CAPACITY_PCT = 40.0
+#: Live runs of each kind in the integration check (more than REPEATS: the best of five floods moves less).
+CHECK_REPEATS = 5
 
 
 def _as_live(result):
@@ -44,6 +41,11 @@ def test_calibration_recovers_the_costs_of_a_known_model():
     assert fitted.broker_idle_cpu_frac == pytest.approx(truth.broker_idle_cpu_frac, rel=0.1)
     assert fitted.base_latency_s == pytest.approx(truth.base_latency_s, rel=0.1)
     assert "calibrated from 2 live run(s)" in fitted.source
+    # what more publishers add, one device cannot show: the prior is kept, and the notes say so
+    prior = calibrate(Result.concat(runs), seed=5,
+                      model=Model().with_stack(DEFAULT_STACKS["ws"].replace(crowd_latency_s=25e-6)))
+    assert prior.stack("ws").crowd_latency_s == 25e-6
+    assert any("25 us more per doubling of the publishers (prior, not fitted)" in note for note in prior.notes)
     # the clients' idle share is measured on gaps up to the paced run's interval, and charged that far
     assert fitted.idle_cap_s == pytest.approx(PACED.publishers / PACED.rate)
 
@@ -72,9 +74,30 @@ def test_three_workloads_recover_the_wake_up_cost_and_latency_too():
         simulate("ws", big, model=model, seed=1).summary["p50_ms"].iloc[0], rel=0.05)
 
 
+def test_a_flood_the_scheduler_placed_badly_does_not_set_the_costs(monkeypatch):
+    # Two floods, then a third at a quarter of their throughput and twice their CPU per message (live: 20,000
+    # msgs/s where its repeats read 70,000): the costs are fitted as if it were not there.
+    truth = DEFAULT_STACKS["ws"].replace(publisher_cpu_s=16e-6, subscriber_cpu_s=16e-6, broker_cpu_s=20e-6,
+                                         broker_copy_cpu_s=10e-6, idle_cpu_frac=0.03, base_latency_s=150e-6)
+    model = Model().with_stack(truth)
+    flood = flood_of(PACED, 5000)
+    runs = [_as_live(simulate("ws", w, model=model, seed=seed)) for w in (PACED, flood) for seed in (5, 6)]
+    bad = _as_live(simulate("ws", flood, model=model.replace(background_cores=1.5), seed=7))
+    bad.summary[["client_cpu_pct", "broker_cpu_pct"]] *= 2.0
+    assert bad.summary["throughput_msgs_s"].iloc[0] < 0.3 * runs[-1].summary["throughput_msgs_s"].iloc[0]
+    plain = calibrate(Result.concat(runs), seed=5).stack("ws")
+    with_bad = calibrate(Result.concat(runs + [bad]), seed=5).stack("ws")
+    for cost in ("publisher_cpu_s", "broker_cpu_s", "idle_cpu_frac"):
+        assert getattr(with_bad, cost) == pytest.approx(getattr(plain, cost), rel=1e-9), cost
+    monkeypatch.setattr("labkit.sim.calibration.PLACEMENT_FAILURE", 0.0)  # counted, it would pull the costs up
+    assert calibrate(Result.concat(runs + [bad]), seed=5).stack("ws").publisher_cpu_s > 1.1 * plain.publisher_cpu_s
+
+
 async def test_validate_calibration_refuses_bad_repeats_before_running_anything():
     with pytest.raises(ConfigError, match="repeats"):
         await validate_calibration("ws", None, PACED, repeats=0)
+    with pytest.raises(ConfigError, match="model=.*labkit.sim.Model"):
+        await validate_calibration("ws", None, PACED, model={"crowd_latency_s": 30e-6})
 
 
 def test_calibrate_refuses_what_it_cannot_use():
@@ -87,7 +110,7 @@ def test_calibrate_refuses_what_it_cannot_use():
 
 @pytest.fixture(scope="module")
 async def validation(lab):
-    return await validate_calibration("ws", lab, PACED, factor=10)
+    return await validate_calibration("ws", lab, PACED, factor=10, repeats=CHECK_REPEATS)
 
 
 @pytest.mark.integration
@@ -97,7 +120,7 @@ async def test_calibration_reproduces_the_runs_it_was_fitted_on(validation):
     for label, column, typical in (("paced 1x", "p50_ms", np.median), ("paced 1x fast", "p50_ms", np.median),
                                    ("flood 1x", "throughput_msgs_s", np.max)):
         rows = summary[summary["validation_run"] == label]
-        assert len(rows) == REPEATS
+        assert len(rows) == CHECK_REPEATS
         workload = Workload.from_dict(next(m for m in validation.live.meta["runs"]
                                            if m["run_id"] == rows["run_id"].iloc[0])["workload"])
         sim = float(simulate("ws", workload, model=model, seed=0).summary[column].iloc[0])
@@ -119,13 +142,12 @@ async def test_calibration_reproduces_the_runs_it_was_fitted_on(validation):
 
 @pytest.mark.integration
 async def test_the_pass_mark_is_judged_on_errors_measured_at_10x(validation):
-    """The issue's pass mark (p50 within 20%, capacity within 15% at 10x) is judged, never assumed.
+    """The issue's pass mark: at 10x, the predicted p50 within 20% of the live median, the capacity within 15%.
 
-    On this 2-core VM the final model met it in 14 of 17 quiet-machine validations for the p50 and in 17 of
-    17 for the capacity (docs/simulation.md has every set): one live run of the same workload moves by tens
-    of percent there.  So this test checks the judgement on medians and best floods of three runs each,
-    and holds the model to a wider guard (p50 within GUARD_P50_PCT, capacity within GUARD_CAPACITY_PCT)
-    that the models before the wake-up latency and the harness fixes failed (+65% to +144% on the p50).
+    Judged on medians (p50) and best floods (capacity) of CHECK_REPEATS live runs of each kind: one live run
+    of a workload moves by tens of percent on a shared 2-core VM.  With the final model (the publisher's
+    wake-up off the path, the crowd prior) the 22 validation sets of docs/simulation.md read -12% to +8% on the
+    p50 and -12% to +13% on the capacity with three repeats each; five narrow the best flood's spread.
     """
     table = validation.table.set_index("metric")
     assert list(table.index) == ["p50_ms", "capacity_msgs_s"]
@@ -136,15 +158,14 @@ async def test_the_pass_mark_is_judged_on_errors_measured_at_10x(validation):
                                            ("capacity_msgs_s", "flood 10x", "throughput_msgs_s", np.max)):
         row = table.loc[metric]
         live = summary.loc[summary["validation_run"] == label, column]
-        assert row["repeats"] == REPEATS and len(live) == REPEATS
+        assert row["repeats"] == CHECK_REPEATS and len(live) == CHECK_REPEATS
         assert row["measured"] == pytest.approx(float(typical(live)))
         assert row["measured_min"] <= row["measured"] <= row["measured_max"]
         assert row["measured"] > 0 and row["predicted"] > 0, metric
         assert row["error_pct"] == pytest.approx((row["predicted"] - row["measured"]) / row["measured"] * 100)
         assert bool(row["ok"]) == (abs(row["error_pct"]) <= row["pass_mark_pct"])
     assert validation.passed == bool(table["ok"].all())
-    assert abs(table.at["p50_ms", "error_pct"]) <= GUARD_P50_PCT, validation.table.to_string()
-    assert abs(table.at["capacity_msgs_s", "error_pct"]) <= GUARD_CAPACITY_PCT, validation.table.to_string()
+    assert validation.passed, validation.table.to_string()
 
 
 @pytest.mark.integration

@@ -26,6 +26,29 @@ def _draws(seed: int = 0) -> Draws:
     return Draws(np.random.default_rng(seed))
 
 
+# ---------------------------------------------------------------------------------------------- crowds
+
+def test_each_doubling_of_the_publishers_adds_the_crowd_latency_once():
+    stack = DEFAULT_STACKS["ws"].replace(crowd_latency_s=30e-6)
+    assert stack.crowd_s(1) == 0.0
+    assert stack.crowd_s(2) == pytest.approx(30e-6)
+    assert stack.crowd_s(16) == pytest.approx(120e-6)
+    assert stack.crowd_s(10) == pytest.approx(30e-6 * np.log2(10))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "events"])
+def test_the_crowd_slows_publishers_on_the_machine_and_not_devices_of_their_own(fast):
+    # Eight publishers sharing 800 msgs/s, no randomness: three doublings, 90 us more at the median.
+    w = Workload(rate=800, publishers=8, duration_s=1.0, warmup_s=0.1)
+    quiet = DEFAULT_STACKS["ws"].replace(service_cv=0.0, crowd_latency_s=0.0)
+    crowded = quiet.replace(crowd_latency_s=30e-6)
+    for model, added_ms in ((Model(cores=None), 0.09), (Model(clients="remote"), 0.0)):
+        a, b = (simulate("ws", w, model=model.with_stack(s), seed=1, fast=fast).summary.iloc[0]
+                for s in (quiet, crowded))
+        assert b["p50_ms"] - a["p50_ms"] == pytest.approx(added_ms, abs=1e-6), model.clients
+        assert b["client_cpu_pct"] == pytest.approx(a["client_cpu_pct"])  # latency, not CPU
+
+
 # ---------------------------------------------------------------------------------------------- links
 
 def _arrivals(spec: LinkSpec, n: int = 200, gap_s: float = 0.001, nbytes: int = 100) -> tuple[list, Link]:
@@ -322,6 +345,7 @@ def test_a_backlog_grows_while_consumers_are_too_few_and_drains_when_more_come()
     (lambda: LinkSpec(loss=1.0), "loss=1.0"),
     (lambda: LinkSpec(latency_s=-0.1), "latency_s"),
     (lambda: Stack("ws", "ws/ws", -1e-6, 1e-6, 1e-6, 1e-6), "publisher_cpu_s"),
+    (lambda: DEFAULT_STACKS["ws"].replace(crowd_latency_s=-30e-6), "crowd_latency_s"),
     (lambda: Model(cores=0), "cores=0"),
     (lambda: Model(background_cores=2.5), "background_cores"),
     (lambda: Model(clients="cloud"), "clients="),

@@ -31,6 +31,8 @@ from labkit.viz import chart_data, latency_ecdf, percentile_bars  # noqa: E402
 FIXED = {k: v.replace(service_cv=0.0) for k, v in DEFAULT_STACKS.items()}
 #: The same with a wake-up latency of 100 µs (after 5 ms idle; none after 0.5 ms).
 WAKING = {k: v.replace(wake_latency_s=100e-6) for k, v in FIXED.items()}
+#: The same with 30 µs more latency per doubling of the publishers on the machine.
+CROWDED = {k: v.replace(crowd_latency_s=30e-6) for k, v in WAKING.items()}
 
 
 def _same_summary(a, b) -> list[str]:
@@ -54,7 +56,8 @@ def _same_summary(a, b) -> list[str]:
     Model(clients="remote", cores=4, background_cores=1.0, stacks=FIXED, downlink=LinkSpec(latency_s=0.01)),
     Model(cores=None, stacks=WAKING),
     Model(clients="remote", stacks=WAKING, uplink=LinkSpec(latency_s=0.002)),
-], ids=["remote", "own-cores", "background", "wake-latency", "remote-wake-latency"])
+    Model(cores=None, stacks=CROWDED),
+], ids=["remote", "own-cores", "background", "wake-latency", "remote-wake-latency", "crowd"])
 @pytest.mark.parametrize("workload", [
     Workload(rate=2000, publishers=20, subscribers=2, duration_s=1, warmup_s=0.2),
     Workload(rate=30000, publishers=3, duration_s=0.5, warmup_s=0.1, arrivals="poisson"),  # the broker queues
@@ -278,6 +281,16 @@ def test_the_aggregate_mode_counts_out_what_arrives_after_the_drain_like_the_per
     assert s["delivered"] == pytest.approx(each["delivered"], rel=0.005)
     assert s["lost"] == s["expected"] - s["delivered"]
     assert s["p99_ms"] == pytest.approx(each["p99_ms"], rel=0.05)
+
+
+@pytest.mark.parametrize("mode", ["message", "aggregate"])
+def test_a_fleet_of_processes_on_the_machine_pays_the_crowd_in_both_modes(mode):
+    # 1,024 sensors as processes of the lab's machine (cores of their own): ten doublings, 0.3 ms at the median
+    quiet = FIXED["mqtt"].replace(crowd_latency_s=0.0)
+    p50 = [simulate_sensors(1024, duration_s=3.0, mode=mode, seed=3,
+                            model=Model(clients="machine", cores=None).with_stack(stack)).summary["p50_ms"].iloc[0]
+           for stack in (quiet, quiet.replace(crowd_latency_s=30e-6))]
+    assert p50[1] - p50[0] == pytest.approx(0.3, abs=0.01)
 
 
 @pytest.mark.parametrize("mode", ["message", "aggregate"])

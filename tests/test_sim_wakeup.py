@@ -27,12 +27,6 @@ def test_the_array_form_is_the_scalar_one():
     assert np.allclose(LATENCY.of(gaps), [LATENCY(g) for g in gaps.tolist()], rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("rate", [50.0, 400.0, 2000.0, 20_000.0])
-def test_the_mean_after_an_exponential_idle_gap_is_the_sampled_mean(rate):
-    gaps = np.random.default_rng(2).exponential(1.0 / rate, 400_000)
-    assert LATENCY.mean_after_exponential(rate) == pytest.approx(float(LATENCY.of(gaps).mean()), rel=0.01, abs=1e-8)
-
-
 @pytest.mark.parametrize("call, words", [
     (lambda: WakeLatency(-1e-6, (1e-3, 2e-3)), "wake_latency_s"),
     (lambda: WakeLatency(1e-6, (2e-3, 1e-3)), "wake_idle_s"),
@@ -47,15 +41,16 @@ def test_bad_wake_latency_input_is_a_config_error_naming_the_parameter(call, wor
 
 @pytest.mark.parametrize("model", [Model(), Model(cores=None), Model(clients="remote")],
                          ids=["shared-cores", "own-cores", "remote"])
-def test_a_message_after_long_sleeps_pays_it_at_each_of_its_three_processes(model):
-    # One device at 100 msgs/s: publisher, broker and subscriber idle 10 ms between messages (> 5 ms).
+def test_a_message_after_long_sleeps_pays_it_at_the_broker_and_the_subscriber_not_the_publisher(model):
+    # One device at 100 msgs/s: publisher, broker and subscriber idle 10 ms between messages (> 5 ms);
+    # the pacer wakes the publisher ahead of its send, so two of the three pay (three would be 0.3 ms).
     stack = DEFAULT_STACKS["ws"].replace(service_cv=0.0)
     w = Workload(rate=100, duration_s=1.0, warmup_s=0.1)
     plain = simulate("ws", w, model=model.with_stack(stack), seed=1).summary.iloc[0]
     slow = simulate("ws", w, model=model.with_stack(stack.replace(wake_latency_s=100e-6)), seed=1).summary.iloc[0]
-    assert slow["p50_ms"] - plain["p50_ms"] == pytest.approx(0.3, abs=0.005)
-    # the publisher stamps the send on time; its late write is after it, so the median from sent moves alike
-    assert slow["p50_sent_ms"] - plain["p50_sent_ms"] == pytest.approx(0.3, abs=0.005)
+    assert slow["p50_ms"] - plain["p50_ms"] == pytest.approx(0.2, abs=0.005)
+    # the publisher writes on time: the median from the sent stamp moves alike
+    assert slow["p50_sent_ms"] - plain["p50_sent_ms"] == pytest.approx(0.2, abs=0.005)
     assert slow["p50_sent_ms"] == pytest.approx(slow["p50_ms"], abs=0.01)
 
 

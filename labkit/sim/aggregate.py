@@ -219,8 +219,8 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
     client_slow = slowdown if on_machine else 1.0
     half = stack.base_latency_s / 2.0
     latency = stack.wake_latency
-    # each sensor's write runs this late (s) after its sent stamp: its device idles between readings
-    pub_late = latency(1.0 / rate_hz) if arrivals == "fixed" else latency.mean_after_exponential(rate_hz)
+    # a sensor's write starts on time (its pacer wakes it ahead: labkit.sim.wakeup); the crowd slows it
+    up_half = half + (stack.crowd_s(sensors) if on_machine else 0.0)
     total_rate = sensors * rate_hz
     step_s = min(MAX_STEP_S, ARRIVALS_PER_STEP / total_rate)
     counts = _counts(np.random.default_rng([seed, 0]), sensors, rate_hz, duration_s, warmup_s, arrivals, step_s)
@@ -248,8 +248,8 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
         intended = (step + rng.random(step.size)) * step_s
         pub_work = stack.publisher_cpu_s * unit_draws(rng, stack.service_cv, step.size)
         pub_cpu = pub_work + stack.wake_cpu_s
-        delay, gone = _delay(rng, up_spec, half, step.size)
-        at = intended + pub_late + pub_work * client_slow + delay  # the wake-up's CPU follows the write
+        delay, gone = _delay(rng, up_spec, up_half, step.size)
+        at = intended + pub_work * client_slow + delay  # the wake-up's CPU follows the write
         at[gone] = np.nan
         return intended, at, pub_cpu, gone, rng
 
@@ -313,7 +313,7 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
         if measured.any():
             first_intended = min(first_intended, float(intended[measured].min()))
             last_intended = max(last_intended, float(intended[measured].max()))
-        written_s = max(written_s, float((intended + pub_late + (pub_cpu - stack.wake_cpu_s) * client_slow).max()))
+        written_s = max(written_s, float((intended + (pub_cpu - stack.wake_cpu_s) * client_slow).max()))
         pub_cpu_sum += float(pub_cpu.sum())
         broker_cpu_sum += float(b_cpu.sum())
         for j, a in enumerate(arrive):

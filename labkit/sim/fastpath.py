@@ -245,8 +245,8 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
         release = release_times(t_sorted, 0.0)
     del t_sorted
     pub_cpu = stack.publisher_cpu_s * unit_draws(rng, stack.service_cv, n)
-    latency = stack.wake_latency
-    p_start, p_woke = fifo(release, pub_cpu, stack.wake_cpu_s, client_slow, first, latency)
+    latency = stack.wake_latency  # the broker's and subscribers'; the pacer wakes a publisher ahead of its send
+    p_start, p_woke = fifo(release, pub_cpu, stack.wake_cpu_s, client_slow, first, NO_WAKE_LATENCY)
     p_cpu = pub_cpu + p_woke * stack.wake_cpu_s
     p_end = p_start + pub_cpu * client_slow  # the write ends; the wake-up's CPU follows it
     cap = stack.idle_cap_s if on_machine else None
@@ -275,7 +275,8 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
 
     # ---- uplinks (one per publisher), sorted per link by the time each write ends
     up_specs = [model.uplink_of(i) for i in range(publishers)] if model.publisher_links else [model.uplink]
-    up = _links(rng, p_end, p_sorted if model.publisher_links else None, up_specs, half, p_sorted)
+    crowd = stack.crowd_s(publishers) if on_machine else 0.0
+    up = _links(rng, p_end, p_sorted if model.publisher_links else None, up_specs, half + crowd, p_sorted)
     del p_end, p_sorted
     up_retrans, up_lost = int(up.retransmissions.sum()), int(up.lost.sum())
     at_broker = np.empty(n)

@@ -408,16 +408,18 @@ Process = Server | OwnCpu
 
 
 def process_for(env: simpy.Environment, name: str, machine: Machine, draws: Draws, stack: Any, *, broker: bool,
-                on_machine: bool, contended: bool, threads: int = 1) -> Process:
+                on_machine: bool, contended: bool, threads: int = 1, publisher: bool = False) -> Process:
     """The process of one client or broker, costed from ``stack`` (a :class:`labkit.sim.params.Stack`).
 
     On the lab's machine and with ``contended`` cores it queues for the machine's cores (:class:`Server`);
     otherwise it has a CPU of its own (:class:`OwnCpu`), slowed by the machine's background load when on it.
-    On the machine it also pays the stack's idle CPU share.
+    On the machine it also pays the stack's idle CPU share.  A ``publisher`` pays no wake-up latency: its
+    pacer wakes it ahead of each send (:mod:`labkit.sim.wakeup`; its acknowledgements pay none either, a
+    simplification: acknowledgement latency is not what the wake-up latency is fitted to).
     """
     wake = stack.broker_wake_cpu_s if broker else stack.wake_cpu_s
     process: Process
-    latency = stack.wake_latency
+    latency = NO_WAKE_LATENCY if publisher else stack.wake_latency
     if on_machine and contended:
         process = Server(env, name, machine, draws, threads=threads, wake_s=wake, cv=stack.service_cv,
                          wake_latency=latency)

@@ -111,7 +111,12 @@ class Stack:
     exponential; gamma-distributed otherwise).  ``wake_latency_s``: how much
     later a job starts when its process had been idle for ``wake_idle_s[1]``
     seconds or longer (none up to ``wake_idle_s[0]``, log-linear between;
-    latency, not CPU: see :mod:`labkit.sim.wakeup`).  ``publisher_share``: the
+    latency, not CPU: see :mod:`labkit.sim.wakeup`).  ``crowd_latency_s``:
+    latency (s) each doubling of the publisher processes on the lab's machine
+    adds to a message (``Model(clients="machine")`` only; live, a send and the
+    broker's read slow down as more client processes share the cores: one
+    device cannot show it, so calibration keeps this prior, measured by
+    ``benchmarks/crowd.py``).  ``publisher_share``: the
     publisher's share of the clients' CPU when calibration can only see their
     sum.  ``source`` says where the numbers come from.
     """
@@ -135,12 +140,13 @@ class Stack:
     publisher_share: float = 0.5
     wake_latency_s: float = 0.0
     wake_idle_s: tuple[float, float] = (5e-4, 5e-3)
+    crowd_latency_s: float = 0.0
     source: str = "default"
 
     def __post_init__(self) -> None:
         owner = f"Stack({self.protocol!r})"
         for name in ("publisher_cpu_s", "subscriber_cpu_s", "broker_cpu_s", "broker_copy_cpu_s", "wake_cpu_s",
-                     "broker_wake_cpu_s", "ack_cpu_s", "broker_ack_cpu_s", "base_latency_s"):
+                     "broker_wake_cpu_s", "ack_cpu_s", "broker_ack_cpu_s", "base_latency_s", "crowd_latency_s"):
             object.__setattr__(self, name, _number(owner, name, getattr(self, name)))
         if self.publisher_cpu_s + self.subscriber_cpu_s + self.broker_cpu_s + self.broker_copy_cpu_s <= 0:
             raise ConfigError(f"{owner}: every CPU cost is 0; give at least one role a positive service time (s)")
@@ -171,6 +177,10 @@ class Stack:
         """The stack's wake-up latency as a function of the idle gap (s -> s)."""
         return WakeLatency(self.wake_latency_s, self.wake_idle_s)
 
+    def crowd_s(self, publishers: int) -> float:
+        """Latency (s) that ``publishers`` client processes on the machine add to each message over one's."""
+        return self.crowd_latency_s * math.log2(publishers) if publishers > 1 else 0.0
+
     def replace(self, **changes: Any) -> Stack:
         """A copy with ``changes`` (checked again)."""
         return dataclasses.replace(self, **changes)
@@ -186,21 +196,25 @@ class Stack:
 
 
 def _stack(protocol: str, implementation: str, pub_us: float, sub_us: float, broker_us: float, copy_us: float,
-           base_us: float, *, ack_us: float = 0.0, broker_ack_us: float = 0.0, threads: int = 1) -> Stack:
+           base_us: float, *, ack_us: float = 0.0, broker_ack_us: float = 0.0, threads: int = 1,
+           crowd_us: float = 0.0) -> Stack:
     return Stack(protocol, implementation, pub_us * 1e-6, sub_us * 1e-6, broker_us * 1e-6, copy_us * 1e-6,
                  ack_cpu_s=ack_us * 1e-6, broker_ack_cpu_s=broker_ack_us * 1e-6, broker_threads=threads,
                  base_latency_s=base_us * 1e-6, publisher_share=pub_us / (pub_us + sub_us),
-                 source="labkit reference figures (2-core VM), uncalibrated")
+                 crowd_latency_s=crowd_us * 1e-6, source="labkit reference figures (2-core VM), uncalibrated")
 
 
-#: Per protocol: CPU per message of the client libraries and brokers labkit measured (us), and the
-#: remaining paced p50 (us) once those and three wake-ups are taken away.  Calibrate for real numbers.
+#: Per protocol: CPU per message of the client libraries and brokers labkit measured (us), the
+#: remaining paced p50 (us) once those and three wake-ups are taken away, and what each doubling of the
+#: publishers adds (us; ``python -m benchmarks crowd``, 2026-11-29 13:04 UTC, benchmarks/RESULTS.md: for
+#: RabbitMQ a least-squares line over a step, nothing up to five publishers, then 0.27 ms at ten and 0.59 ms
+#: at twenty; the raw-TCP reference is not measured).  Calibrate for real numbers.
 DEFAULT_STACKS: dict[str, Stack] = {s.protocol: s for s in (
     _stack("tcp", "tcp/asyncio", 7, 7, 3, 2, 87),
-    _stack("ws", "ws/ws", 8, 8, 10, 5, 115),
-    _stack("sse", "sse/sse", 5, 7, 10, 5, 128),
-    _stack("mqtt", "mqtt/amqtt", 38, 55, 60, 25, 54, ack_us=150, broker_ack_us=20),
-    _stack("amqp", "amqp/rabbitmq", 79, 76, 40, 20, 108, ack_us=140, broker_ack_us=10, threads=2),
+    _stack("ws", "ws/ws", 8, 8, 10, 5, 115, crowd_us=25),
+    _stack("sse", "sse/sse", 5, 7, 10, 5, 128, crowd_us=15),
+    _stack("mqtt", "mqtt/amqtt", 38, 55, 60, 25, 54, ack_us=150, broker_ack_us=20, crowd_us=17),
+    _stack("amqp", "amqp/rabbitmq", 79, 76, 40, 20, 108, ack_us=140, broker_ack_us=10, threads=2, crowd_us=94),
 )}
 
 
@@ -256,7 +270,8 @@ class Model:
         object.__setattr__(self, "background_cores", _number("Model", "background_cores", self.background_cores,
                                                              high=limit, unit="cores"))
         if self.background_cores and self.cores is None:
-            raise ConfigError("Model: background_cores needs a number of cores; set cores=2 (say) or background_cores=0")
+            raise ConfigError("Model: background_cores needs a number of cores; set cores=2 (say) or "
+                              "background_cores=0")
 
     def stack(self, protocol: str) -> Stack:
         """The stack of ``protocol``; ConfigError naming the known ones otherwise."""

@@ -139,22 +139,24 @@ class System:
                                          rec))
         self.broker = Broker(env, self.broker_process, stack, legs, wire, self._subs, model.retry_s)
         counts = np.bincount(rec.pub, minlength=publishers)
+        crowd = stack.crowd_s(publishers) if on_machine else 0.0  # more client processes, slower sends
         for i in range(publishers):
-            up = self._link(model.uplink_of(i))
+            up = self._link(model.uplink_of(i), crowd)
             down = self._link(model.publisher_links.get(i, model.downlink))
             pub = Publisher(env, i, self._process(f"pub-{i}", on_machine), up, down, stack, legs, wire, rec,
                             model.retry_s, int(counts[i]))
             pub.broker = self.broker
             self._publishers.append(pub)
 
-    def _link(self, spec: LinkSpec) -> Link:
-        if self._half_base:
-            spec = dataclasses.replace(spec, latency_s=spec.latency_s + self._half_base)
+    def _link(self, spec: LinkSpec, extra_s: float = 0.0) -> Link:
+        if self._half_base or extra_s:
+            spec = dataclasses.replace(spec, latency_s=spec.latency_s + self._half_base + extra_s)
         return Link(self.env, spec, self.draws)
 
     def _process(self, name: str, on_machine: bool, threads: int = 1) -> Process:
         process = process_for(self.env, name, self.machine, self.draws, self.stack, broker=name == "broker",
-                              on_machine=on_machine, contended=self.contended, threads=threads)
+                              on_machine=on_machine, contended=self.contended, threads=threads,
+                              publisher=name.startswith("pub-"))
         self._processes.append(process)
         return process
 

@@ -159,14 +159,16 @@ def _error_pct(predicted: float, measured: float) -> float:
 
 async def validate_calibration(protocol: str, lab: Any, base_workload: Workload, factor: int = 10, *,
                                options: dict[str, Any] | None = None, flood_count: int = FLOOD_COUNT,
-                               repeats: int = REPEATS, seed: int = 0,
+                               repeats: int = REPEATS, seed: int = 0, model: Model | None = None,
                                progress: Progress | None = None) -> Validation:
     """Calibrate ``protocol`` on ``base_workload`` (1x), predict ``factor`` x the devices, run that live, compare.
 
     ``repeats`` x five live runs on ``lab`` (paced, paced at :data:`FAST_STEP`
     x the rate and flood at 1x; paced and flood at ``factor`` x), two
     simulations; see the module doc for what is compared and why.
-    ``flood_count``: messages of each flood.  A coroutine:
+    ``flood_count``: messages of each flood.  ``model``: calibration's starting
+    point (default: the reference model; its stack's ``crowd_latency_s`` is
+    the prior calibration keeps, see :mod:`labkit.sim.calibration`).  A coroutine:
     ``await validate_calibration("ws", lab, Workload(rate=200, duration_s=2))``.
     """
     if not isinstance(base_workload, Workload):
@@ -174,6 +176,9 @@ async def validate_calibration(protocol: str, lab: Any, base_workload: Workload,
                           "Workload(rate=200, duration_s=2)")
     if isinstance(factor, bool) or not isinstance(factor, int) or not 2 <= factor <= 100:
         raise ConfigError(f"factor={factor!r} must be a whole number from 2 to 100 (10 is the issue's)")
+    if model is not None and not isinstance(model, Model):
+        raise ConfigError(f"model={model!r} must be a labkit.sim.Model, such as "
+                          "Model().with_stack(DEFAULT_STACKS['ws'].replace(crowd_latency_s=30e-6))")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
         raise ConfigError(f"repeats={repeats!r} must be a whole number from 1 to {MAX_REPEATS} "
                           f"({REPEATS} is the default: medians of three runs)")
@@ -211,7 +216,7 @@ async def validate_calibration(protocol: str, lab: Any, base_workload: Workload,
     cores = psutil.cpu_count() or 1
     calibration = [r for rs in ones.values() for r in rs]
     background = min(background_of(calibration), cores - BACKGROUND_MARGIN)
-    model = calibrate(Result.concat(calibration), background_cores=background, seed=seed)
+    model = calibrate(Result.concat(calibration), model=model, background_cores=background, seed=seed)
     note(f"predicting {factor}x")
     sim_paced = simulate(protocol, big, model=model, options=options, seed=seed, scenario="validation")
     sim_flood = simulate(protocol, flood_of(big, flood_count), model=model, options=options, seed=seed,
