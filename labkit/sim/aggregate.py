@@ -220,7 +220,7 @@ def simulate_aggregate(sensors: int, *, rate_hz: float, duration_s: float, warmu
     half = stack.base_latency_s / 2.0
     latency = stack.wake_latency
     # a sensor's write starts on time (its pacer wakes it ahead: labkit.sim.wakeup); the crowd slows it
-    up_half = half + (stack.crowd_s(sensors) if on_machine else 0.0)
+    up_half = half + model.crowd_s(stack, sensors)
     total_rate = sensors * rate_hz
     step_s = min(MAX_STEP_S, ARRIVALS_PER_STEP / total_rate)
     counts = _counts(np.random.default_rng([seed, 0]), sensors, rate_hz, duration_s, warmup_s, arrivals, step_s)

@@ -275,7 +275,7 @@ def run_fast(model: Model, stack: Stack, wire: Any, pub: np.ndarray, intended_s:
 
     # ---- uplinks (one per publisher), sorted per link by the time each write ends
     up_specs = [model.uplink_of(i) for i in range(publishers)] if model.publisher_links else [model.uplink]
-    crowd = stack.crowd_s(publishers) if on_machine else 0.0
+    crowd = model.crowd_s(stack, publishers)
     up = _links(rng, p_end, p_sorted if model.publisher_links else None, up_specs, half + crowd, p_sorted)
     del p_end, p_sorted
     up_retrans, up_lost = int(up.retransmissions.sum()), int(up.lost.sum())

@@ -289,6 +289,10 @@ class Model:
         """A copy whose ``stacks[stack.protocol]`` is ``stack``."""
         return self.replace(stacks={**self.stacks, stack.protocol: stack})
 
+    def crowd_s(self, stack: Stack, publishers: int) -> float:
+        """Latency (s) ``publishers`` add to each message going up: ``stack.crowd_s`` on the lab machine, else 0."""
+        return stack.crowd_s(publishers) if self.clients == "machine" else 0.0
+
     def uplink_of(self, publisher: int) -> LinkSpec:
         return self.publisher_links.get(publisher, self.uplink)
 

@@ -139,7 +139,7 @@ class System:
                                          rec))
         self.broker = Broker(env, self.broker_process, stack, legs, wire, self._subs, model.retry_s)
         counts = np.bincount(rec.pub, minlength=publishers)
-        crowd = stack.crowd_s(publishers) if on_machine else 0.0  # more client processes, slower sends
+        crowd = model.crowd_s(stack, publishers)  # more client processes, slower sends
         for i in range(publishers):
             up = self._link(model.uplink_of(i), crowd)
             down = self._link(model.publisher_links.get(i, model.downlink))
