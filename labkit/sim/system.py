@@ -143,8 +143,8 @@ class System:
         for i in range(publishers):
             up = self._link(model.uplink_of(i), crowd)
             down = self._link(model.publisher_links.get(i, model.downlink))
-            pub = Publisher(env, i, self._process(f"pub-{i}", on_machine), up, down, stack, legs, wire, rec,
-                            model.retry_s, int(counts[i]))
+            process = self._process(f"pub-{i}", on_machine, publisher=True)
+            pub = Publisher(env, i, process, up, down, stack, legs, wire, rec, model.retry_s, int(counts[i]))
             pub.broker = self.broker
             self._publishers.append(pub)
 
@@ -153,10 +153,9 @@ class System:
             spec = dataclasses.replace(spec, latency_s=spec.latency_s + self._half_base + extra_s)
         return Link(self.env, spec, self.draws)
 
-    def _process(self, name: str, on_machine: bool, threads: int = 1) -> Process:
+    def _process(self, name: str, on_machine: bool, threads: int = 1, publisher: bool = False) -> Process:
         process = process_for(self.env, name, self.machine, self.draws, self.stack, broker=name == "broker",
-                              on_machine=on_machine, contended=self.contended, threads=threads,
-                              publisher=name.startswith("pub-"))
+                              on_machine=on_machine, contended=self.contended, threads=threads, publisher=publisher)
         self._processes.append(process)
         return process
 
